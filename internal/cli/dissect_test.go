@@ -42,7 +42,7 @@ func TestDissectRepartImage(t *testing.T) {
 			Version  string `json:"version"`
 		} `json:"partitions"`
 		VerityGroups []struct {
-			RootHash       string `json:"rootHash"`
+			RootHash       string                  `json:"rootHash"`
 			SignatureCheck struct{ Status string } `json:"signatureCheck"`
 		} `json:"verityGroups"`
 	}
