@@ -3,9 +3,10 @@ package verity
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
+
+	"github.com/imago-os/imago/format/uuid"
 )
 
 // PartitionUUIDs returns the partition UUIDs systemd gives the data and
@@ -43,11 +44,7 @@ func UUIDFromSeed(seed [16]byte) [16]byte {
 }
 
 // uuidV4 sets the version 4 and RFC 4122 variant bits.
-func uuidV4(u [16]byte) [16]byte {
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return u
-}
+func uuidV4(u [16]byte) [16]byte { return uuid.UUID(u).V4() }
 
 // RandomSalt reads a salt of n bytes from rand.
 func RandomSalt(rand io.Reader, n int) ([]byte, error) {
@@ -73,30 +70,14 @@ func RandomUUID(rand io.Reader) ([16]byte, error) {
 
 // FormatUUID writes a UUID in the usual lowercase 8-4-4-4-12 form, the
 // bytes in order (as the superblock stores them).
-func FormatUUID(u [16]byte) string {
-	var b [36]byte
-	hex.Encode(b[0:8], u[0:4])
-	b[8] = '-'
-	hex.Encode(b[9:13], u[4:6])
-	b[13] = '-'
-	hex.Encode(b[14:18], u[6:8])
-	b[18] = '-'
-	hex.Encode(b[19:23], u[8:10])
-	b[23] = '-'
-	hex.Encode(b[24:36], u[10:16])
-	return string(b[:])
-}
+func FormatUUID(u [16]byte) string { return uuid.UUID(u).String() }
 
 // ParseUUID reads a UUID in 8-4-4-4-12 form, hex digits of either case,
 // as libuuid's uuid_parse accepts it.
 func ParseUUID(s string) ([16]byte, error) {
-	var u [16]byte
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return u, fmt.Errorf("verity: invalid UUID %q", s)
-	}
-	compact := s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
-	if _, err := hex.Decode(u[:], []byte(compact)); err != nil {
-		return u, fmt.Errorf("verity: invalid UUID %q", s)
+	u, err := uuid.ParseCanonical(s)
+	if err != nil {
+		return u, fmt.Errorf("verity: invalid UUID: %w", err)
 	}
 	return u, nil
 }
