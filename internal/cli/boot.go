@@ -9,13 +9,5 @@ func init() { register(newBootCmd) }
 var bootSubcommands []func(*env) *cobra.Command
 
 func newBootCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "boot",
-		Short: "Control the next boots through systemd's EFI variables (bootctl-compatible)",
-		Args:  cobra.NoArgs,
-	}
-	for _, newSub := range bootSubcommands {
-		cmd.AddCommand(newSub(e))
-	}
-	return cmd
+	return commandGroup(e, "boot", "Control the next boots through systemd's EFI variables (bootctl-compatible)", bootSubcommands)
 }

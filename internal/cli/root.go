@@ -45,6 +45,16 @@ func (e *env) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// commandGroup returns a command that only holds subcommands, such as
+// `imago verity`, built from the constructors their files registered.
+func commandGroup(e *env, use, short string, subs []func(*env) *cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	for _, newSub := range subs {
+		cmd.AddCommand(newSub(e))
+	}
+	return cmd
+}
+
 // NewRootCommand returns the imago command with every verb attached.
 func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}

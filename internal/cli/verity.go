@@ -9,13 +9,5 @@ func init() { register(newVerityCmd) }
 var veritySubcommands []func(*env) *cobra.Command
 
 func newVerityCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "verity",
-		Short: "Format, verify and sign dm-verity hash trees (veritysetup-compatible)",
-		Args:  cobra.NoArgs,
-	}
-	for _, newSub := range veritySubcommands {
-		cmd.AddCommand(newSub(e))
-	}
-	return cmd
+	return commandGroup(e, "verity", "Format, verify and sign dm-verity hash trees (veritysetup-compatible)", veritySubcommands)
 }
