@@ -1,0 +1,241 @@
+package content
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// Linux lseek whences and fallocate modes (<unistd.h>, <linux/falloc.h>).
+const (
+	seekData        = 3
+	seekHole        = 4
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+	chunkSize       = 1 << 20
+	zeroGranule     = 4096
+)
+
+// blockSource is an opened CopyBlocks= source.
+type blockSource struct {
+	f    *os.File
+	size int64
+	name string // the path opened, for messages
+}
+
+func (b *blockSource) Close() error { return b.f.Close() }
+
+// openCopyBlocks opens a CopyBlocks= source as systemd-repart 252 does
+// (context_open_copy_block_paths): the path is resolved inside root; a
+// regular file is copied whole, a block device whole, and a directory
+// stands for the block device its file system lives on. With a root, only
+// regular files are allowed. The size must be a non-zero multiple of 512.
+func openCopyBlocks(root, path string) (*blockSource, error) {
+	resolved, err := resolveInRoot(root, path)
+	if err != nil {
+		return nil, fmt.Errorf("content: CopyBlocks=%s: %w", path, err)
+	}
+	f, err := os.Open(resolved)
+	if err != nil {
+		return nil, fmt.Errorf("content: CopyBlocks=%s: %w", path, err)
+	}
+	src, err := sizeBlockSource(f, root, path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return src, nil
+}
+
+func sizeBlockSource(f *os.File, root, path string) (*blockSource, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("content: CopyBlocks=%s: %w", path, err)
+	}
+	name := f.Name()
+	if !fi.Mode().IsRegular() && root != "" && root != "/" {
+		return nil, fmt.Errorf("content: CopyBlocks=%s: only regular files may be copied from inside a root directory, not %s", path, fileKind(fi.Mode()))
+	}
+	var size int64
+	switch {
+	case fi.Mode().IsRegular():
+		size = fi.Size()
+	case fi.IsDir():
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil, fmt.Errorf("content: CopyBlocks=%s: cannot stat", path)
+		}
+		dev, err := hostView.backingDevice(uint64(st.Dev))
+		if err != nil {
+			return nil, fmt.Errorf("content: CopyBlocks=%s: finding the block device behind the directory: %w", path, err)
+		}
+		bf, err := os.Open(dev)
+		if err != nil {
+			return nil, fmt.Errorf("content: CopyBlocks=%s: %w", path, err)
+		}
+		f.Close()
+		return sizeBlockSource(bf, "", path)
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		size, err = f.Seek(0, io.SeekEnd)
+		if err != nil {
+			return nil, fmt.Errorf("content: CopyBlocks=%s: size of %s: %w", path, name, err)
+		}
+	default:
+		return nil, fmt.Errorf("content: CopyBlocks=%s: %s is a %s, not a regular file, block device or directory", path, name, fileKind(fi.Mode()))
+	}
+	if size <= 0 {
+		return nil, fmt.Errorf("content: CopyBlocks=%s: %s is empty", path, name)
+	}
+	if size%512 != 0 {
+		return nil, fmt.Errorf("content: CopyBlocks=%s: the size of %s, %d bytes, is not a multiple of 512", path, name, size)
+	}
+	return &blockSource{f: f, size: size, name: name}, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeDevice != 0:
+		return "block device"
+	case m&os.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
+}
+
+// zeroRange makes f[r] read as zeros: it extends a regular file that ends
+// before the range, deallocates the range (a discard, as systemd-repart
+// does to new partitions; on block devices the kernel zeroes it with
+// WRITE ZEROES where the device can), and writes zeros where that is not
+// supported.
+func zeroRange(f *os.File, r Range) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().IsRegular() && fi.Size() < r.Offset+r.Size {
+		if err := f.Truncate(r.Offset + r.Size); err != nil {
+			return err
+		}
+	}
+	if syscall.Fallocate(int(f.Fd()), fallocPunchHole|fallocKeepSize, r.Offset, r.Size) == nil {
+		return nil
+	}
+	zeros := make([]byte, min(r.Size, chunkSize))
+	for off, end := r.Offset, r.Offset+r.Size; off < end; {
+		n := min(end-off, int64(len(zeros)))
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// copySparse copies the first n bytes of src to dst at off, which must
+// already read as zeros: holes of src are not read and zero blocks are not
+// written, so an image file stays sparse.
+func copySparse(ctx context.Context, dst io.WriterAt, off int64, src *os.File, n int64) error {
+	buf := make([]byte, chunkSize)
+	for pos := int64(0); pos < n; {
+		start, end, err := nextData(src, pos, n)
+		if err != nil {
+			return err
+		}
+		for p := start; p < end; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			m := min(end-p, int64(len(buf)))
+			if _, err := src.ReadAt(buf[:m], p); err != nil {
+				return err
+			}
+			if err := writeNonZero(dst, off+p, buf[:m]); err != nil {
+				return err
+			}
+			p += m
+		}
+		pos = end
+	}
+	return nil
+}
+
+// nextData returns the next data extent [start, end) of src at or after
+// pos, limited to n; start == end == n when only holes remain. Files that
+// cannot report holes are one extent.
+func nextData(src *os.File, pos, n int64) (int64, int64, error) {
+	start, err := src.Seek(pos, seekData)
+	if err != nil {
+		if errors.Is(err, syscall.ENXIO) {
+			return n, n, nil
+		}
+		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {
+			return pos, n, nil
+		}
+		return 0, 0, err
+	}
+	if start >= n {
+		return n, n, nil
+	}
+	end, err := src.Seek(start, seekHole)
+	if err != nil || end > n {
+		end = n
+	}
+	return start, end, nil
+}
+
+// writeNonZero writes b at off, leaving out 4096-byte blocks that are all
+// zero (the destination is known to read as zeros).
+func writeNonZero(dst io.WriterAt, off int64, b []byte) error {
+	var zero [zeroGranule]byte
+	for i := 0; i < len(b); {
+		for i < len(b) {
+			j := min(i+zeroGranule, len(b))
+			if !bytes.Equal(b[i:j], zero[:j-i]) {
+				break
+			}
+			i = j
+		}
+		j := i
+		for j < len(b) {
+			k := min(j+zeroGranule, len(b))
+			if bytes.Equal(b[j:k], zero[:k-j]) {
+				break
+			}
+			j = k
+		}
+		if j > i {
+			if _, err := dst.WriteAt(b[i:j], off+int64(i)); err != nil {
+				return err
+			}
+		}
+		i = j
+	}
+	return nil
+}
+
+// rangeWriter is an io.WriterAt onto one range of a disk that refuses any
+// write reaching outside it, so that no bug above can touch a neighbouring
+// partition.
+type rangeWriter struct {
+	f *os.File
+	r Range
+}
+
+func (w rangeWriter) WriteAt(b []byte, off int64) (int, error) {
+	if off < 0 || off > w.r.Size || int64(len(b)) > w.r.Size-off {
+		return 0, fmt.Errorf("write of %d bytes at %d outside the partition of %d bytes", len(b), off, w.r.Size)
+	}
+	return w.f.WriteAt(b, w.r.Offset+off)
+}
