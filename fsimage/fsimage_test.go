@@ -333,8 +333,23 @@ func TestReproducibleSameTree(t *testing.T) {
 			if !bytes.Equal(imgs[0], imgs[1]) {
 				t.Fatal("two builds differ")
 			}
+			// The epoch must not override the UUID (for vfat, the volume
+			// ID) the caller asked for.
+			path := testutil.WriteFile(t, "img", imgs[0])
+			if got, want := blkidExport(t, path, 0)["UUID"], wantBlkidUUID(c.typ); !strings.EqualFold(got, want) {
+				t.Errorf("UUID %s, want %s", got, want)
+			}
 		})
 	}
+}
+
+// wantBlkidUUID is how blkid prints testUUID for a file system type.
+func wantBlkidUUID(typ string) string {
+	if typ == "vfat" {
+		id := fatVolumeID(testUUID)
+		return id[:4] + "-" + id[4:]
+	}
+	return uuidString(testUUID)
 }
 
 // makeStableTree is makeTree with atimes after the mtimes and ctimes,

@@ -78,14 +78,17 @@ func build(ctx context.Context, img string, size int64, opts Options) (int64, er
 		args = append(args, img)
 	case "vfat":
 		tool = "mkfs.vfat"
-		args = []string{"-i", fatVolumeID(opts.UUID), "-n", label, "-F", "32"}
-		if opts.SectorSize != 0 {
-			args = append(args, "-S", strconv.Itoa(opts.SectorSize))
-		}
+		args = nil
 		if epoch != "" {
 			// Fixed values instead of the current time for the label's
-			// directory entry; the volume ID still comes from -i.
+			// directory entry. It must come before -i: mkfs.fat applies
+			// its options in order, and --invariant also sets the volume
+			// ID, which -i then overrides.
 			args = append(args, "--invariant")
+		}
+		args = append(args, "-i", fatVolumeID(opts.UUID), "-n", label, "-F", "32")
+		if opts.SectorSize != 0 {
+			args = append(args, "-S", strconv.Itoa(opts.SectorSize))
 		}
 		args = append(args, img)
 	case "swap":
