@@ -82,6 +82,7 @@ var debianPackages = map[string]string{
 	"systemd-repart":      "systemd",
 	"tpm2_pcrread":        "tpm2-tools",
 	"unsquashfs":          "squashfs-tools",
+	"cryptsetup":          "cryptsetup-bin",
 	"veritysetup":         "cryptsetup-bin",
 	"xfs_db":              "xfsprogs",
 	"xfs_repair":          "xfsprogs",
