@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,66 +205,6 @@ func TestMeasureCalculateInterop(t *testing.T) {
 	}
 }
 
-// startMeasureSWTPM runs a TPM 2.0 simulator on loopback for the test and returns
-// the TCTI string that reaches it.
-func startMeasureSWTPM(t *testing.T) string {
-	t.Helper()
-	swtpm := testutil.RequireTool(t, "swtpm", "swtpm")
-	state := t.TempDir()
-	for attempt := 0; attempt < 5; attempt++ {
-		port := measureFreePortPair(t)
-		cmd := exec.Command(swtpm, "socket", "--tpm2", "--tpmstate", "dir="+state,
-			"--server", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port),
-			"--ctrl", fmt.Sprintf("type=tcp,port=%d,bindaddr=127.0.0.1", port+1),
-			"--flags", "not-need-init,startup-clear")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("swtpm: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			select {
-			case <-exited:
-				t.Logf("swtpm on port %d exited: %s", port, stderr.String())
-			default:
-				if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-					c.Close()
-					t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-					return fmt.Sprintf("swtpm:host=127.0.0.1,port=%d", port)
-				}
-				continue
-			}
-			break
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	t.Fatal("swtpm did not start")
-	return ""
-}
-
-// measureFreePortPair returns a loopback TCP port p such that p and p+1 were free.
-func measureFreePortPair(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port pair")
-	return 0
-}
-
 func writeMeasureKeyPair(t *testing.T, dir, name string, key crypto.Signer) (priv, pub string) {
 	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
@@ -292,7 +231,7 @@ func writeMeasureKeyPair(t *testing.T, dir, name string, key crypto.Signer) (pri
 // randomised, everything but "sig", and both signatures must verify.
 func TestMeasureSignInterop(t *testing.T) {
 	tool := testutil.RequireTool(t, "systemd-measure", "systemd")
-	tcti := startMeasureSWTPM(t)
+	tcti := testutil.StartSWTPM(t)
 	keyDir := t.TempDir()
 	var keys [][2]string
 	for i, bits := range []int{2048, 1024, 3072} {
