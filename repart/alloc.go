@@ -49,6 +49,7 @@ type partition struct {
 	allocatedToArea *freeArea
 
 	copyBlocksSize uint64
+	rootHash       []byte // of a new Verity=hash partition, once written
 	format         string
 	encrypt        EncryptMode
 	verity         VerityMode

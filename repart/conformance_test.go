@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imago-os/imago/format/dps"
+	"github.com/imago-os/imago/format/verity"
 	"github.com/imago-os/imago/internal/testutil"
 	"github.com/imago-os/imago/repart"
 )
@@ -39,22 +41,42 @@ import (
 //	sfdisk SCRIPT               feed the case file SCRIPT to sfdisk on both disks
 //	sfdisk-append SCRIPT        the same with sfdisk --append
 //	sfdisk-args ARGS...         run sfdisk ARGS with @DISK@ replaced by each disk
+//	imago DEFS ARGS...          run imago only (what systemd-repart cannot do here)
+//	compare N MODE              compare partition N of both disks: bytes; vfat (bytes
+//	                            but the label entry's times); tree:FSTYPE (blkid's view
+//	                            and the files the file system's offline tools extract)
+//	tree N FSTYPE DIR           imago's partition N holds exactly the files of DIR
+//	verity DATA HASH SIG        on both disks: veritysetup verifies DATA with HASH, the
+//	                            UUIDs are the halves of the root hash, openssl verifies
+//	                            the signature partition SIG (- for none) over it
 //
 // In ARGS, "@/" stands for the case directory, @KEY@ and @CERT@ for a
 // generated private key and certificate. Unless ARGS say otherwise, both
-// tools get --seed=0123456789abcdef0123456789abcdef and --dry-run=no.
+// tools get --seed=0123456789abcdef0123456789abcdef and --dry-run=no, and
+// SOURCE_DATE_EPOCH is set for both.
+//
+// imago fills partitions with its real content step. systemd-repart 252
+// picks a random verity salt and superblock UUID; imago's run is given the
+// ones systemd-repart wrote at the same place (ContentOptions.VerityParams),
+// so that the hash partitions, the partition UUIDs derived from the root
+// hash and the signatures can be compared byte for byte.
 
-const conformanceSeed = "0123456789abcdef0123456789abcdef"
+const (
+	conformanceSeed  = "0123456789abcdef0123456789abcdef"
+	conformanceEpoch = 1640995200
+)
 
 type conformanceEnv struct {
 	repart, sfdisk string
 	key, cert      string
+	tmp            string // for scratch files of the content step
 }
 
 func TestConformance(t *testing.T) {
 	env := conformanceEnv{
 		repart: testutil.RequireTool(t, "systemd-repart", "systemd"),
 		sfdisk: testutil.RequireTool(t, "sfdisk", "fdisk"),
+		tmp:    t.TempDir(),
 	}
 	cases, err := os.ReadDir("testdata/conformance")
 	if err != nil {
@@ -148,6 +170,38 @@ func runConformanceCase(t *testing.T, env *conformanceEnv, caseDir string) {
 					t.Fatalf("%s: sfdisk: %v\n%s", where, err, out)
 				}
 			}
+		case "compare":
+			if len(f) != 3 {
+				t.Fatalf("%s: want compare N MODE", where)
+			}
+			comparePartition(t, where, env, sys, img, atoi(t, where, f[1]), f[2])
+		case "tree":
+			if len(f) != 4 {
+				t.Fatalf("%s: want tree N FSTYPE DIR", where)
+			}
+			dir := strings.ReplaceAll(f[3], "@/", absCase+"/")
+			checkTree(t, where, env, img, atoi(t, where, f[1]), f[2], dir)
+		case "verity":
+			if len(f) != 4 {
+				t.Fatalf("%s: want verity DATA HASH SIG", where)
+			}
+			for _, s := range []*conformanceSide{sys, img} {
+				sig := 0
+				if f[3] != "-" {
+					sig = atoi(t, where, f[3])
+				}
+				checkVerityGroup(t, where, env, s, atoi(t, where, f[1]), atoi(t, where, f[2]), sig)
+			}
+		case "imago":
+			if len(f) < 2 {
+				t.Fatalf("%s: missing definitions directory", where)
+			}
+			args := expandArgs(t, env, absCase, f[2:], true)
+			var log bytes.Buffer
+			if code, err := runImago(env, img, nil, filepath.Join(absCase, f[1]), args, &log); code != 0 {
+				t.Fatalf("%s: imago exited %d (%v)\n%s", where, code, err, log.String())
+			}
+			t.Logf("%s: imago:\n%s", where, log.String())
 		case "systemd", "both", "both-dry":
 			if len(f) < 2 {
 				t.Fatalf("%s: missing definitions directory", where)
@@ -170,7 +224,7 @@ func runConformanceCase(t *testing.T, env *conformanceEnv, caseDir string) {
 				continue
 			}
 			var log bytes.Buffer
-			imgCode, imgErr := runImago(img, defs, args, &log)
+			imgCode, imgErr := runImago(env, img, sys, defs, args, &log)
 			if sysCode != imgCode {
 				t.Fatalf("%s: systemd-repart exited %d, imago %d (%v)\nsystemd-repart:\n%s\nimago:\n%s", where, sysCode, imgCode, imgErr, sysOut, log.String())
 			}
@@ -235,8 +289,8 @@ func runIn(dir string, stdin io.Reader, name string, args ...string) ([]byte, er
 }
 
 func runSystemdRepart(env *conformanceEnv, s *conformanceSide, args []string) (string, int) {
-	all := append(append([]string{"--pretty=no", "--no-pager"}, args...), s.dev)
-	out, err := runIn(s.dir, nil, env.repart, all...)
+	all := append(append([]string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", conformanceEpoch), env.repart, "--pretty=no", "--no-pager"}, args...), s.dev)
+	out, err := runIn(s.dir, nil, "env", all...)
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -247,10 +301,11 @@ func runSystemdRepart(env *conformanceEnv, s *conformanceSide, args []string) (s
 	return fmt.Sprintf("%s\n%v", out, err), -1
 }
 
-// runImago runs the engine as imago repart does, with a content step that
-// writes nothing (the definitions of these cases give verity partitions
-// explicit UUIDs), and returns systemd-repart's exit status for the result.
-func runImago(s *conformanceSide, defsDir string, args []string, log io.Writer) (int, error) {
+// runImago runs the engine as imago repart does, with the real content
+// step, and returns systemd-repart's exit status for the result. When sys
+// is given, new verity hash partitions get the salt and superblock UUID
+// systemd-repart wrote at the same offset of sys's disk.
+func runImago(env *conformanceEnv, s, sys *conformanceSide, defsDir string, args []string, log io.Writer) (int, error) {
 	err := func() error {
 		var (
 			empty                 repart.EmptyMode
@@ -258,9 +313,12 @@ func runImago(s *conformanceSide, defsDir string, args []string, log io.Writer) 
 			sizeAuto, dry         = false, true
 			factoryReset, discard = false, true
 			seed, root            string
-			key, cert             bool
+			keyPath, certPath     string
+			copts                 = repart.ContentOptions{PBKDF: cheapPBKDF, TempDir: env.tmp}
 			err                   error
 		)
+		epoch := time.Unix(conformanceEpoch, 0)
+		copts.SourceDateEpoch = &epoch
 		for _, a := range args {
 			k, v, _ := strings.Cut(a, "=")
 			switch k {
@@ -286,11 +344,32 @@ func runImago(s *conformanceSide, defsDir string, args []string, log io.Writer) 
 			case "--root":
 				root = v
 			case "--private-key":
-				key = true
+				keyPath = v
 			case "--certificate":
-				cert = true
+				certPath = v
+			case "--key-file":
+				if copts.Key, err = os.ReadFile(v); err != nil {
+					return err
+				}
 			default:
 				return fmt.Errorf("harness: unsupported argument %q", a)
+			}
+		}
+		if keyPath != "" && certPath != "" {
+			copts.Signer, copts.Certificate = loadSigner(keyPath, certPath)
+		}
+		if sys != nil {
+			copts.VerityParams = func(hash *repart.ContentPartition) ([]byte, dps.UUID, bool) {
+				f, err := os.Open(sys.image())
+				if err != nil {
+					return nil, dps.UUID{}, false
+				}
+				defer f.Close()
+				sb, err := verity.ReadSuperblock(f, int64(hash.Offset))
+				if err != nil {
+					return nil, dps.UUID{}, false
+				}
+				return sb.Salt, dps.UUID(sb.UUID), true
 			}
 		}
 		u, _, err := repart.ResolveSeed(seed, root, nil)
@@ -302,7 +381,7 @@ func runImago(s *conformanceSide, defsDir string, args []string, log io.Writer) 
 			dirs = []string{defsDir}
 		}
 		defs, err := repart.LoadDefinitions(repart.LoadOptions{
-			ParseOptions: repart.ParseOptions{Specifiers: &repart.Specifiers{Root: root}, Signing: key && cert},
+			ParseOptions: repart.ParseOptions{Specifiers: &repart.Specifiers{Root: root}, Signing: keyPath != "" && certPath != ""},
 			Root:         root,
 			Dirs:         dirs,
 		})
@@ -332,7 +411,7 @@ func runImago(s *conformanceSide, defsDir string, args []string, log io.Writer) 
 			Size:         size,
 			SizeAuto:     sizeAuto,
 			FactoryReset: factoryReset,
-			Content:      noContent{},
+			Content:      repart.NewContent(copts),
 			Root:         root,
 			Device:       s.dev,
 			Logf:         func(f string, a ...any) { fmt.Fprintf(log, f+"\n", a...) },
@@ -349,12 +428,6 @@ func runImago(s *conformanceSide, defsDir string, args []string, log io.Writer) 
 	fmt.Fprintln(log, err)
 	return 1, err
 }
-
-// noContent accepts every definition and writes nothing.
-type noContent struct{}
-
-func (noContent) Prepare(context.Context, *repart.ContentRun) error { return nil }
-func (noContent) Fill(context.Context, *repart.ContentRun) error    { return nil }
 
 var loopName = regexp.MustCompile(`/dev/loop\d+`)
 

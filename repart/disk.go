@@ -112,6 +112,10 @@ func CreateImage(path string) (*DeviceFile, error) {
 // Path returns the path the device was opened with.
 func (d *DeviceFile) Path() string { return d.path }
 
+// File returns the open file of the image or block device, which the
+// content step writes partition contents through.
+func (d *DeviceFile) File() *os.File { return d.f }
+
 // IsBlockDevice reports whether the device is a block device.
 func (d *DeviceFile) IsBlockDevice() bool { return d.block }
 

@@ -13,9 +13,11 @@
 // table intact until the new one is complete.
 //
 // Filling new partitions (CopyBlocks=, Format=, CopyFiles=,
-// MakeDirectories=, Encrypt=, Verity=) is not done here: a Content
-// implementation plugged into Options does it between the wipe of the new
-// partitions and the write of the table, as systemd does.
+// MakeDirectories=, Encrypt=, Verity=) is the Content step plugged into
+// Options, run between the wipe of the new partitions and the write of the
+// table, as systemd does. NewContent is that step, built on the
+// repart/content package; it also sets the verity partition UUIDs from the
+// root hash.
 //
 // The behaviour matched is that of systemd-repart 252 as Debian 12 ships it
 // (252.39, whose stable branch rounds SizeMinBytes= down and SizeMaxBytes=

@@ -190,6 +190,13 @@ func (e *engine) run() (*Plan, error) {
 		return nil, err
 	}
 	if o.FactoryReset {
+		if o.Write {
+			// The content step may refuse partitions it cannot make
+			// (Encrypt=tpm2): let it, before the reset removes any.
+			if err := e.prepareContentFor(func(p *partition) bool { return !p.exists || p.factoryReset }); err != nil {
+				return nil, err
+			}
+		}
 		if err := e.factoryReset(); err != nil {
 			return nil, err
 		}
@@ -710,12 +717,18 @@ func (e *engine) reloadFrom(t *gpt.Table) error {
 // prepareContent lets the content step size CopyBlocks= sources of new
 // partitions, which raise their minimum size.
 func (e *engine) prepareContent() error {
+	return e.prepareContentFor(func(p *partition) bool { return !p.exists })
+}
+
+// prepareContentFor runs the content step's Prepare on the partitions
+// with a definition that include accepts.
+func (e *engine) prepareContentFor(include func(*partition) bool) error {
 	if e.noTable && !e.opts.SizeAuto {
 		return nil
 	}
 	var parts []*ContentPartition
 	for _, p := range e.c.parts {
-		if p.exists || p.def == nil {
+		if p.def == nil || !include(p) {
 			continue
 		}
 		if p.def.CopyBlocks != "" && e.opts.Content == nil {

@@ -24,7 +24,9 @@ type Content interface {
 	// HasUUID (CopyBlocks=auto takes the UUID of the source partition
 	// when UUID= is not given). Number, Offset and Size are not known
 	// yet. Prepare may be called more than once in a run (--size=auto
-	// plans twice).
+	// plans twice; a factory reset that writes first shows it the
+	// partitions it will remove and create anew, before removing them,
+	// so that it can refuse them while the disk is unchanged).
 	Prepare(ctx context.Context, run *ContentRun) error
 	// Fill writes the contents of the new partitions, only inside their
 	// ranges. It runs after the ranges were wiped and before the
@@ -49,6 +51,12 @@ type ContentRun struct {
 	Root string
 	// Partitions are the new partitions in definition order.
 	Partitions []*ContentPartition
+	// DryRun is set when the run only plans (--dry-run=yes): Fill will
+	// not be called, and Prepare should refuse only what a dry run
+	// cannot show.
+	DryRun bool
+	// NoDiscard is --discard=no, which mkfs follows too.
+	NoDiscard bool
 	// Logf receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -123,6 +131,8 @@ func (e *engine) contentRun(parts []*ContentPartition) *ContentRun {
 		Seed:       e.opts.Seed,
 		Root:       e.opts.Root,
 		Partitions: parts,
+		DryRun:     !e.opts.Write,
+		NoDiscard:  e.opts.NoDiscard,
 		Logf:       e.opts.logf,
 	}
 }

@@ -376,6 +376,9 @@ func TestContentHook(t *testing.T) {
 	if !plan.Partitions[0].UUIDKnown || plan.Partitions[0].UUID != hook.dataUUID {
 		t.Errorf("plan UUID %v", plan.Partitions[0].UUID)
 	}
+	if string(plan.Partitions[1].RootHash) != "\x01\x02\x03" {
+		t.Errorf("plan root hash %x", plan.Partitions[1].RootHash)
+	}
 }
 
 type recordingContent struct {

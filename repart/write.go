@@ -87,11 +87,13 @@ func (e *engine) write(plan *Plan) error {
 			return fmt.Errorf("repart: %w", err)
 		}
 	}
-	// The plan shows what was written, including verity UUIDs.
+	// The plan shows what was written, including verity UUIDs and root
+	// hashes.
 	for i, p := range c.parts {
 		if p.newUUIDSet {
 			plan.Partitions[i].UUID, plan.Partitions[i].UUIDKnown = p.newUUID, true
 		}
+		plan.Partitions[i].RootHash = p.rootHash
 	}
 	o.logf("All done.")
 	return nil
@@ -200,6 +202,9 @@ func (e *engine) fillContent(created []*partition) error {
 		p := cp.p
 		if cp.HasUUID && !p.newUUIDSet {
 			p.newUUID, p.newUUIDSet = cp.UUID, true
+		}
+		if len(cp.RootHash) > 0 {
+			p.rootHash = append([]byte(nil), cp.RootHash...)
 		}
 	}
 	return nil

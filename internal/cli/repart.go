@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +35,9 @@ type repartFlags struct {
 	privateKey      string
 	certificate     string
 	keyFile         string
+	tpm2Device      string
+	tpm2PCRs        string
+	reproVerity     string
 	json            string
 	pretty          string
 	noLegend        bool
@@ -75,6 +81,13 @@ what they mean for systemd-repart. Nothing is written without --dry-run=no.
 Definitions come from --definitions= directories, or from the repart.d
 directories (/etc, /run, /usr/local/lib, /usr/lib) under --root.
 
+New partitions are filled as systemd-repart fills them: CopyBlocks=,
+Format= with CopyFiles= and MakeDirectories= (sources under --root), LUKS2
+with --key-file= for Encrypt=key-file, verity hash trees and signatures
+(--private-key=, --certificate=). Encrypt=tpm2 is refused: the TPM2 of the
+machine that boots the image seals that key, at first boot; key-file+tpm2
+gets its key-file slot only.
+
 The plan lists every partition with its type, label, UUID, place, size and
 action: keep, grow, create, factory-reset (removed and created anew),
 foreign (not claimed by any definition, never touched) or drop (does not
@@ -97,7 +110,10 @@ because of its partition table (none with --empty=refuse).`,
 	fl.StringVar(&f.root, "root", "", "operate relative to root `PATH` (definitions, os-release, machine ID, copy sources)")
 	fl.StringVar(&f.privateKey, "private-key", "", "private key (PEM) for verity signature partitions")
 	fl.StringVar(&f.certificate, "certificate", "", "certificate (PEM) for verity signature partitions")
-	fl.StringVar(&f.keyFile, "key-file", "", "key for encrypted partitions")
+	fl.StringVar(&f.keyFile, "key-file", "", "`file` whose whole content is the passphrase of encrypted partitions (default: empty passphrase)")
+	fl.StringVar(&f.tpm2Device, "tpm2-device", "", "accepted for compatibility: TPM2 keys are enrolled on the device at first boot, never here")
+	fl.StringVar(&f.tpm2PCRs, "tpm2-pcrs", "", "accepted for compatibility (PCR indexes separated by + or ,); see --tpm2-device")
+	fl.StringVar(&f.reproVerity, "reproducible-verity", "no", "derive verity salts and superblock UUIDs from the seed, as systemd 255 does, instead of random ones (systemd 252)")
 	fl.StringVar(&f.json, "json", "off", "print the plan as JSON: pretty, short or off")
 	fl.Lookup("json").NoOptDefVal = "pretty"
 	fl.StringVar(&f.pretty, "pretty", "", "whether to print the plan (default yes)")
@@ -238,7 +254,7 @@ func runRepart(ctx context.Context, e *env, f *repartFlags, args []string) error
 		disk = d
 	}
 
-	content, err := repartContent(f)
+	content, err := repartContent(f, logf)
 	if err != nil {
 		return err
 	}
@@ -278,9 +294,62 @@ func runRepart(ctx context.Context, e *env, f *repartFlags, args []string) error
 }
 
 // repartContent returns the content step that fills new partitions
-// (Format=, CopyFiles=, CopyBlocks=, Encrypt=, Verity=), or nil while none
-// is available, in which case definitions asking for contents are refused.
-func repartContent(*repartFlags) (repart.Content, error) { return nil, nil }
+// (Format=, CopyFiles=, CopyBlocks=, Encrypt=, Verity=) with the keys the
+// flags name.
+func repartContent(f *repartFlags, logf func(string, ...any)) (repart.Content, error) {
+	var o repart.ContentOptions
+	var err error
+	if f.privateKey != "" {
+		if o.Signer, err = loadSigningKey(f.privateKey); err != nil {
+			return nil, fmt.Errorf("--private-key=: %w", err)
+		}
+	}
+	if f.certificate != "" {
+		certs, err := loadCertificates(f.certificate)
+		if err != nil {
+			return nil, fmt.Errorf("--certificate=: %w", err)
+		}
+		o.Certificate = certs[0]
+	}
+	if f.keyFile != "" {
+		if o.Key, err = os.ReadFile(f.keyFile); err != nil {
+			return nil, fmt.Errorf("--key-file=: %w", err)
+		}
+	}
+	if f.tpm2PCRs != "" {
+		if err := checkTPM2PCRs(f.tpm2PCRs); err != nil {
+			return nil, err
+		}
+	}
+	if f.tpm2Device != "" || f.tpm2PCRs != "" {
+		logf("TPM2 keys are enrolled on the device at first boot, not here: --tpm2-device=/--tpm2-pcrs= are ignored.")
+	}
+	if o.ReproducibleVerity, err = parseBoolFlag("reproducible-verity", f.reproVerity, false); err != nil {
+		return nil, err
+	}
+	// systemd-repart's mkfs inherits SOURCE_DATE_EPOCH.
+	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%s: not a number of seconds", v)
+		}
+		t := time.Unix(n, 0).UTC()
+		o.SourceDateEpoch = &t
+	}
+	return repart.NewContent(o), nil
+}
+
+// checkTPM2PCRs checks a --tpm2-pcrs= list as systemd 252 reads it: PCR
+// indexes 0…23 separated by "+" or ",".
+func checkTPM2PCRs(s string) error {
+	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return r == '+' || r == ',' }) {
+		n, err := strconv.Atoi(w)
+		if err != nil || n < 0 || n > 23 {
+			return fmt.Errorf("--tpm2-pcrs=%s: %q is not a PCR index (0…23)", s, w)
+		}
+	}
+	return nil
+}
 
 // repartError maps "disk left alone" to systemd-repart's exit status 77.
 func repartError(err error) error {
