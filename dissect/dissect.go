@@ -85,6 +85,9 @@ const (
 type VerityGroup struct {
 	// Type is the DPS name of the data partition's type ("usr-x86-64").
 	Type string `json:"type"`
+	// Empty marks a free A/B slot: partitions labelled "_empty", which
+	// hold nothing to check until an update fills them.
+	Empty bool `json:"empty,omitempty"`
 	// Data, Hash and Signature are partition numbers, 0 when missing.
 	Data      int `json:"data,omitempty"`
 	Hash      int `json:"hash,omitempty"`
@@ -213,8 +216,15 @@ func groupVerity(r io.ReaderAt, parts []Partition) []VerityGroup {
 		}
 		dataType, _ := sig.typ.Sibling(sig.designator.Data())
 		hashType, _ := sig.typ.Sibling(sig.designator.Data().Verity())
-		g := VerityGroup{Type: dataType.Name, Signature: sig.Number}
+		g := VerityGroup{Type: dataType.Name, Signature: sig.Number, Empty: sig.Empty}
 		used[sig.Number] = true
+		if g.Empty {
+			emptySlot := func(p *Partition) bool { return p.Empty }
+			g.Data = findPartition(parts, used, dataType, emptySlot)
+			g.Hash = findPartition(parts, used, hashType, emptySlot)
+			groups = append(groups, g)
+			continue
+		}
 		if s, err := readSignature(r, sig); err == nil {
 			g.RootHash = hex.EncodeToString(s.RootHash)
 			if dataUUID, hashUUID, err := verity.PartitionUUIDs(s.RootHash); err == nil {
@@ -241,7 +251,7 @@ func groupVerity(r io.ReaderAt, parts []Partition) []VerityGroup {
 		}
 		used[h.Number] = true
 		dataType, _ := h.typ.Sibling(h.designator.Data())
-		g := VerityGroup{Type: dataType.Name, Hash: h.Number}
+		g := VerityGroup{Type: dataType.Name, Hash: h.Number, Empty: h.Empty}
 		g.Data = findPartition(parts, used, dataType, func(p *Partition) bool {
 			return p.Version == h.Version && p.ImageName == h.ImageName && p.Empty == h.Empty
 		})
@@ -289,6 +299,10 @@ func partitionByNumber(img *Image, n int) *Partition {
 }
 
 func checkGroup(r io.ReaderAt, img *Image, g *VerityGroup, opts Options) {
+	if g.Empty {
+		g.UUIDs, g.SignatureCheck, g.HashTree = skipped("free slot"), skipped("free slot"), skipped("free slot")
+		return
+	}
 	data, hash := partitionByNumber(img, g.Data), partitionByNumber(img, g.Hash)
 	var sig *veritysig.Signature
 	if g.Signature != 0 {

@@ -123,6 +123,10 @@ func makeImage(t *testing.T) *testImage {
 			FirstLBA: lba(sigOff), LastLBA: lba(sigOff+veritysig.PartitionSize) - 1, Name: "fooOS_1.2_verity_sig"},
 		{Number: 4, TypeGUID: mustType(t, "usr"), UniqueGUID: gpt.GUID{10},
 			FirstLBA: lba(5 * mib), LastLBA: lba(6*mib) - 1, Name: "_empty"},
+		{Number: 5, TypeGUID: mustType(t, "usr-verity"), UniqueGUID: gpt.GUID{11},
+			FirstLBA: lba(6 * mib), LastLBA: lba(7*mib) - 1, Name: "_empty"},
+		{Number: 6, TypeGUID: mustType(t, "usr-verity-sig"), UniqueGUID: gpt.GUID{12},
+			FirstLBA: lba(7 * mib), LastLBA: lba(7*mib+veritysig.PartitionSize) - 1, Name: "_empty"},
 	}
 	if err := gpt.Write(f, size, table); err != nil {
 		t.Fatal(err)
@@ -159,8 +163,8 @@ func (ti *testImage) patch(t *testing.T, off int64, b []byte) {
 func TestPartitions(t *testing.T) {
 	ti := makeImage(t)
 	img := ti.open(t, Options{})
-	if len(img.Partitions) != 4 {
-		t.Fatalf("got %d partitions, want 4", len(img.Partitions))
+	if len(img.Partitions) != 6 {
+		t.Fatalf("got %d partitions, want 6", len(img.Partitions))
 	}
 	usr := img.Partitions[0]
 	if usr.TypeName != "usr-x86-64" || usr.Label != "fooOS_1.2" || usr.ImageName != "fooOS" || usr.Version != "1.2" ||
@@ -184,11 +188,17 @@ func TestPartitions(t *testing.T) {
 func TestVerityGroupChecks(t *testing.T) {
 	ti := makeImage(t)
 	img := ti.open(t, Options{Trusted: []*x509.Certificate{ti.cert}, VerifyHashTree: true})
-	if len(img.VerityGroups) != 1 {
-		t.Fatalf("got %d verity groups, want 1: %+v", len(img.VerityGroups), img.VerityGroups)
+	if len(img.VerityGroups) != 2 {
+		t.Fatalf("got %d verity groups, want 2: %+v", len(img.VerityGroups), img.VerityGroups)
+	}
+	// The free B slot is a group of its own, with nothing to check: its
+	// signature partition holds only zeros.
+	if free := img.VerityGroups[1]; !free.Empty || free.Data != 4 || free.Hash != 5 || free.Signature != 6 ||
+		free.Failed() || free.SignatureCheck.Status != StatusSkipped {
+		t.Errorf("free slot: %+v", free)
 	}
 	g := img.VerityGroups[0]
-	if g.Type != "usr-x86-64" || g.Data != 1 || g.Hash != 2 || g.Signature != 3 {
+	if g.Type != "usr-x86-64" || g.Data != 1 || g.Hash != 2 || g.Signature != 3 || g.Empty {
 		t.Errorf("group members: %+v", g)
 	}
 	if g.RootHash != hex.EncodeToString(ti.rootHash) {

@@ -113,6 +113,10 @@ func printImage(e *env, path string, img *dissect.Image) error {
 	for _, g := range img.VerityGroups {
 		fmt.Fprintf(w, "\nVerity %s:\tdata %s, hash %s, signature %s\n", g.Type,
 			partitionRef(g.Data), partitionRef(g.Hash), partitionRef(g.Signature))
+		if g.Empty {
+			fmt.Fprintf(w, "  free slot\tnothing to check until an update fills it\n")
+			continue
+		}
 		if g.RootHash != "" {
 			fmt.Fprintf(w, "  root hash\t%s\n", g.RootHash)
 		}
