@@ -113,7 +113,7 @@ because of its partition table (none with --empty=refuse).`,
 	fl.StringVar(&f.keyFile, "key-file", "", "`file` whose whole content is the passphrase of encrypted partitions (default: empty passphrase)")
 	fl.StringVar(&f.tpm2Device, "tpm2-device", "", "accepted for compatibility: TPM2 keys are enrolled on the device at first boot, never here")
 	fl.StringVar(&f.tpm2PCRs, "tpm2-pcrs", "", "accepted for compatibility (PCR indexes separated by + or ,); see --tpm2-device")
-	fl.StringVar(&f.reproVerity, "reproducible-verity", "no", "derive verity salts and superblock UUIDs from the seed, as systemd 255 does, instead of random ones (systemd 252)")
+	fl.StringVar(&f.reproVerity, "reproducible-verity", "yes", "derive verity salts and superblock UUIDs from the seed, as systemd 255 does; no: random ones, as systemd 252")
 	fl.StringVar(&f.json, "json", "off", "print the plan as JSON: pretty, short or off")
 	fl.Lookup("json").NoOptDefVal = "pretty"
 	fl.StringVar(&f.pretty, "pretty", "", "whether to print the plan (default yes)")
@@ -324,7 +324,7 @@ func repartContent(f *repartFlags, logf func(string, ...any)) (repart.Content, e
 	if f.tpm2Device != "" || f.tpm2PCRs != "" {
 		logf("TPM2 keys are enrolled on the device at first boot, not here: --tpm2-device=/--tpm2-pcrs= are ignored.")
 	}
-	if o.ReproducibleVerity, err = parseBoolFlag("reproducible-verity", f.reproVerity, false); err != nil {
+	if o.ReproducibleVerity, err = parseBoolFlag("reproducible-verity", f.reproVerity, true); err != nil {
 		return nil, err
 	}
 	// systemd-repart's mkfs inherits SOURCE_DATE_EPOCH.
