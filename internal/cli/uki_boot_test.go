@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,39 +18,16 @@ import (
 
 	"github.com/imago-os/imago/fsimage"
 	"github.com/imago-os/imago/internal/testutil"
+	"github.com/imago-os/imago/vm/vmtest"
 )
 
-// The kernel the boot test uses: Debian 12's current one, the package that
-// linux-image-amd64 depends on.
+// The boot test's firmware, marker and time limit; its kernel is Debian
+// 12's current one (vmtest.RequireKernel).
 const (
-	kernelMetaPackage = "linux-image-amd64"
-	ovmfFirmware      = "/usr/share/ovmf/OVMF.fd"
-	bootMarker        = "IMAGO-UKI-BOOT-OK"
-	bootTimeout       = 4 * time.Minute
+	ovmfFirmware = "/usr/share/ovmf/OVMF.fd"
+	bootMarker   = "IMAGO-UKI-BOOT-OK"
+	bootTimeout  = 4 * time.Minute
 )
-
-// testCacheDir is where tests keep downloads between runs: $IMAGO_CACHE_DIR,
-// else /var/cache/imago for root, else the user's cache directory; "test"
-// below it.
-func testCacheDir(t *testing.T) string {
-	t.Helper()
-	root := os.Getenv("IMAGO_CACHE_DIR")
-	if root == "" && os.Geteuid() == 0 {
-		root = "/var/cache/imago"
-	}
-	if root == "" {
-		dir, err := os.UserCacheDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		root = filepath.Join(dir, "imago")
-	}
-	dir := filepath.Join(root, "test")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // skipOrFail skips the test, or fails it under CI.
 func skipOrFail(t *testing.T, format string, args ...any) {
@@ -61,77 +36,6 @@ func skipOrFail(t *testing.T, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
-}
-
-// debianKernel returns the path of a Debian 12 kernel image, downloading the
-// kernel package with apt-get and extracting /boot/vmlinuz-* once; the
-// result is cached under the package's name.
-func debianKernel(t *testing.T) string {
-	t.Helper()
-	aptCache := testutil.RequireTool(t, "apt-cache", "apt")
-	aptGet := testutil.RequireTool(t, "apt-get", "apt")
-	dpkgDeb := testutil.RequireTool(t, "dpkg-deb", "dpkg")
-	deps, err := testutil.RunErr(aptCache, "depends", kernelMetaPackage)
-	if err != nil {
-		skipOrFail(t, "apt-cache depends %s: %v", kernelMetaPackage, err)
-	}
-	m := regexp.MustCompile(`Depends: (linux-image-[0-9][^\s]*)`).FindSubmatch(deps)
-	if m == nil {
-		skipOrFail(t, "no kernel package in apt-cache depends %s:\n%s", kernelMetaPackage, deps)
-	}
-	pkg := string(m[1])
-	cached := filepath.Join(testCacheDir(t), pkg+".vmlinuz")
-	if _, err := os.Stat(cached); err == nil {
-		return cached
-	}
-	dl := t.TempDir()
-	cmd := exec.Command(aptGet, "download", pkg)
-	cmd.Dir = dl
-	if out, err := cmd.CombinedOutput(); err != nil {
-		skipOrFail(t, "apt-get download %s: %v\n%s", pkg, err, out)
-	}
-	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("apt-get download %s gave %v", pkg, debs)
-	}
-	cmd = exec.Command(dpkgDeb, "--fsys-tarfile", debs[0])
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	vmlinuz, err := extractVmlinuz(stdout)
-	io.Copy(io.Discard, stdout)
-	if werr := cmd.Wait(); err == nil && werr != nil {
-		err = werr
-	}
-	if err != nil {
-		t.Fatalf("%s: %v", debs[0], err)
-	}
-	tmp := cached + ".tmp"
-	if err := os.WriteFile(tmp, vmlinuz, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, cached); err != nil {
-		t.Fatal(err)
-	}
-	return cached
-}
-
-// extractVmlinuz returns ./boot/vmlinuz-* from a package's data tar stream.
-func extractVmlinuz(r io.Reader) ([]byte, error) {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			return nil, fmt.Errorf("no ./boot/vmlinuz-* in the package: %w", err)
-		}
-		if strings.HasPrefix(h.Name, "./boot/vmlinuz-") && h.Typeflag == tar.TypeReg {
-			return io.ReadAll(tr)
-		}
-	}
 }
 
 // initProgram is the initrd's /init: it mounts /proc, writes the marker and
@@ -257,7 +161,7 @@ func TestUKIBootsInQEMU(t *testing.T) {
 	for _, tool := range []string{"mkfs.vfat", "mcopy"} {
 		testutil.RequireTool(t, tool, map[string]string{"mkfs.vfat": "dosfstools", "mcopy": "mtools"}[tool])
 	}
-	kernel := debianKernel(t)
+	kernel := vmtest.RequireKernel(t).Vmlinuz
 	dir := t.TempDir()
 
 	initrd := newcCPIO([]cpioEntry{
@@ -344,7 +248,8 @@ func TestUKIRealKernelInterop(t *testing.T) {
 	sbsign := testutil.RequireTool(t, "sbsign", "sbsigntool")
 	sbverify := testutil.RequireTool(t, "sbverify", "sbsigntool")
 	osslsigncode := testutil.RequireTool(t, "osslsigncode", "osslsigncode")
-	kernelPath := debianKernel(t)
+	debianKernel := vmtest.RequireKernel(t)
+	kernelPath := debianKernel.Vmlinuz
 	kernel, err := os.ReadFile(kernelPath)
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +290,7 @@ func TestUKIRealKernelInterop(t *testing.T) {
 	// rounded up to 0x200, in memory and in the file; the file data starts
 	// where the stub's symbol table began.
 	up := func(x uint64) uint64 { return (x + 0x1ff) &^ 0x1ff }
-	release := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(kernelPath), "linux-image-"), ".vmlinuz")
+	release := strings.TrimPrefix(debianKernel.Package, "linux-image-")
 	want := got[:8:8]
 	vma, at := up(got[7].vma+got[7].size), uint64(0x11400)
 	for _, s := range []struct {
