@@ -30,7 +30,7 @@ func TestReferenceDefinition(t *testing.T) {
 		t.Errorf("reference: %+v %+v", d.Distribution, d.Output)
 	}
 	wantPackages := []string{"systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64", "systemd-boot-efi",
-		"cryptsetup", "libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0", "libtss2-tcti-device0", "btrfs-progs"}
+		"cryptsetup", "libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0", "libtss2-tcti-device0", "btrfs-progs", "dracut"}
 	if !reflect.DeepEqual(d.Content.Packages, wantPackages) {
 		t.Errorf("Packages = %q", d.Content.Packages)
 	}
