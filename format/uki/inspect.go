@@ -43,6 +43,14 @@ type Info struct {
 	Signed bool `json:"signed"`
 	// CertificateTableSize is the size of that table in bytes.
 	CertificateTableSize uint32 `json:"certificateTableSize,omitempty"`
+	// SignedBy lists the subjects of the Authenticode signers' certificates
+	// as embedded in the signatures (not verified; see
+	// authenticode.Verify).
+	SignedBy []string `json:"signedBy,omitempty"`
+	// PCR11 lists the PCR 11 values systemd-stub 252 and systemd-pcrphase
+	// produce with this image, for systemd-measure's default banks and
+	// phases, bank by bank.
+	PCR11 []PCR11Value `json:"pcr11,omitempty"`
 }
 
 // Inspect parses a PE image and describes its sections, the UKI texts and
@@ -79,6 +87,10 @@ func Inspect(image []byte) (*Info, error) {
 	if _, size, ok := f.CertificateTable(); ok {
 		info.Signed = true
 		info.CertificateTableSize = size
+		info.SignedBy = signers(image)
+	}
+	if info.PCR11, err = predictPCR11(f); err != nil {
+		return nil, fmt.Errorf("uki: %w", err)
 	}
 	return info, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imago-os/imago/format/measure"
 	"github.com/imago-os/imago/format/uki"
 )
 
@@ -50,6 +51,9 @@ var ukiHostOSRelease = []string{"/etc/os-release", "/usr/lib/os-release"}
 type ukiBuildFlags struct {
 	stub, linux, cmdline, osRelease, uname, splash, devicetree, pcrpkey, output string
 	initrds                                                                     []string
+	// Signing (ukify's flag names).
+	sbKey, sbCert, pcrPrivateKey, pcrPublicKey string
+	phases, pcrBanks                           []string
 }
 
 func newUKIBuildCmd(e *env) *cobra.Command {
@@ -61,8 +65,14 @@ func newUKIBuildCmd(e *env) *cobra.Command {
 the sections .osrel, .cmdline, .dtb, .uname, .splash, .pcrpkey and .initrd are
 appended to the stub in that order, .linux last, each at the next
 SectionAlignment boundary in memory and FileAlignment boundary in the file, and
-the stub's .sbat is merged with the kernel's when it fits in place. The result
-is unsigned.
+the stub's .sbat is merged with the kernel's when it fits in place.
+
+With --pcr-private-key, .pcrsig holds the PCR 11 policy signatures
+systemd-measure sign would write for the measured sections (for --pcr-banks
+and --phases, or systemd-measure's defaults), stored as ukify 254 stores them;
+--pcr-public-key also becomes .pcrpkey. With --secureboot-private-key and
+--secureboot-certificate the finished image is Authenticode-signed, exactly as
+sbsign would sign it. Otherwise the result is unsigned.
 
 --cmdline and --os-release take text, or @PATH for a file's contents as they
 are; command-line text has its runs of white space collapsed to one space, as
@@ -85,6 +95,12 @@ Several --initrd files are concatenated, each padded to 4 bytes.`,
 	f.StringVar(&fl.devicetree, "devicetree", "", "devicetree `file` [.dtb section]")
 	f.StringVar(&fl.pcrpkey, "pcrpkey", "", "PEM public key `file` for PCR signatures [.pcrpkey section]")
 	f.StringVar(&fl.output, "output", "", "where to write the UKI (required)")
+	f.StringVar(&fl.sbKey, "secureboot-private-key", "", "PEM private key `file` to Authenticode-sign the UKI with")
+	f.StringVar(&fl.sbCert, "secureboot-certificate", "", "PEM certificate `file` matching --secureboot-private-key")
+	f.StringVar(&fl.pcrPrivateKey, "pcr-private-key", "", "PEM private key `file` to sign PCR 11 policies with [.pcrsig section]")
+	f.StringVar(&fl.pcrPublicKey, "pcr-public-key", "", "PEM public key `file` of --pcr-private-key [.pcrpkey section]")
+	f.StringArrayVar(&fl.phases, "phases", nil, "phase paths to sign, space-separated `PHASE-PATH…` (default: systemd-measure's)")
+	f.StringArrayVar(&fl.pcrBanks, "pcr-banks", nil, "PCR banks to sign, comma-separated `BANK…` (default: sha1,sha256,sha384,sha512)")
 	return cmd
 }
 
@@ -158,15 +174,83 @@ func (e *env) ukiBuild(fl *ukiBuildFlags) error {
 			return fmt.Errorf("uki build: %w", err)
 		}
 	}
-	image, err := uki.Build(stub, in)
+	opts, err := ukiSigningOptions(fl)
+	if err != nil {
+		return fmt.Errorf("uki build: %w", err)
+	}
+	image, err := uki.BuildSigned(stub, in, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", fl.stub, err)
 	}
 	if err := ukiWriteFileAtomic(fl.output, image, 0o644); err != nil {
 		return fmt.Errorf("uki build: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "Wrote unsigned %s\n", fl.output)
+	state := "unsigned"
+	if opts.SecureBootKey != nil {
+		state = "signed"
+	}
+	fmt.Fprintf(e.stdout, "Wrote %s %s\n", state, fl.output)
 	return nil
+}
+
+// ukiSigningOptions loads the keys and certificate the signing flags name.
+func ukiSigningOptions(fl *ukiBuildFlags) (uki.BuildOptions, error) {
+	var opts uki.BuildOptions
+	if (fl.sbKey == "") != (fl.sbCert == "") {
+		return opts, errors.New("--secureboot-private-key and --secureboot-certificate go together")
+	}
+	if fl.sbKey != "" {
+		key, err := loadSigningKey(fl.sbKey)
+		if err != nil {
+			return opts, err
+		}
+		certs, err := loadCertificates(fl.sbCert)
+		if err != nil {
+			return opts, err
+		}
+		opts.SecureBootKey, opts.SecureBootCertificate = key, certs[0]
+	}
+	if fl.pcrPrivateKey == "" {
+		if fl.pcrPublicKey != "" || len(fl.phases) > 0 || len(fl.pcrBanks) > 0 {
+			return opts, errors.New("--pcr-public-key, --phases and --pcr-banks need --pcr-private-key")
+		}
+		return opts, nil
+	}
+	key, err := loadSigningKey(fl.pcrPrivateKey)
+	if err != nil {
+		return opts, err
+	}
+	pcr := &uki.PCRSigning{Key: key}
+	if fl.pcrPublicKey != "" {
+		if pcr.PublicKeyPEM, err = os.ReadFile(fl.pcrPublicKey); err != nil {
+			return opts, err
+		}
+	}
+	var phases []string
+	for _, arg := range fl.phases {
+		phases = append(phases, strings.Fields(arg)...)
+	}
+	if len(phases) > 0 {
+		pcr.Phases = measure.NormalizePhases(phases)
+	}
+	var banks []measure.Bank
+	for _, arg := range fl.pcrBanks {
+		for _, name := range strings.Split(arg, ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			b, err := measure.ParseBank(name)
+			if err != nil {
+				return opts, fmt.Errorf("--pcr-banks: %w", err)
+			}
+			banks = append(banks, b)
+		}
+	}
+	if len(banks) > 0 {
+		pcr.Banks = measure.NormalizeBanks(banks)
+	}
+	opts.PCR = pcr
+	return opts, nil
 }
 
 // ukiReadFirst returns the contents of the first of paths that exists.
@@ -213,8 +297,10 @@ func newUKIInspectCmd(e *env) *cobra.Command {
 		Short: "List a UKI's sections and show its os-release, command line, kernel release and signature state",
 		Long: `List every section of a PE image (name, address and size in memory, offset and size
 in the file, SHA-256 of the contents systemd-stub measures), then the texts of
-.osrel, .cmdline and .uname, and whether the image carries an Authenticode
-signature.`,
+.osrel, .cmdline and .uname, whether the image carries an Authenticode
+signature and by whom (the embedded signer certificate's subject, not
+verified: see imago sbverify), and the PCR 11 values systemd-stub and
+systemd-pcrphase will produce with it, per bank and boot phase.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, err := os.ReadFile(args[0])
@@ -263,6 +349,24 @@ func printUKIInfo(e *env, info *uki.Info) error {
 	if info.Signed {
 		signed = fmt.Sprintf("yes (certificate table of %d bytes)", info.CertificateTableSize)
 	}
-	_, err := fmt.Fprintf(e.stdout, "signed: %s\n", signed)
-	return err
+	if _, err := fmt.Fprintf(e.stdout, "signed: %s\n", signed); err != nil {
+		return err
+	}
+	for _, who := range info.SignedBy {
+		fmt.Fprintf(e.stdout, "signed by: %s\n", who)
+	}
+	if len(info.PCR11) > 0 {
+		fmt.Fprintln(e.stdout, "\nPCR 11 per phase:")
+		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "BANK\tPHASE\tVALUE")
+		for _, v := range info.PCR11 {
+			phase := v.Phase
+			if phase == "" {
+				phase = ":"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", v.Bank, phase, v.Value)
+		}
+		return w.Flush()
+	}
+	return nil
 }
