@@ -1,7 +1,6 @@
 package debian
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -219,12 +217,12 @@ func makeEntry(ctx context.Context, n Spec, specDir string, opts Options) (strin
 		}
 	}
 	env := []string{"TMPDIR=" + tmp, hookOutEnv + "=" + hookOut}
-	runOpts := []toolexec.Option{toolexec.Stderr(&lineWriter{emit: func(l string) {
+	runOpts := []toolexec.Option{toolexec.Stderr(toolexec.LineWriter(func(l string) {
 		// Status lines, without the echo of every hook command.
 		if (strings.HasPrefix(l, "I: ") && !strings.HasPrefix(l, "I: running --")) || strings.HasPrefix(l, "W: ") || strings.HasPrefix(l, "E: ") {
 			opts.progress("mmdebstrap: %s", l)
 		}
-	}})}
+	}))}
 	if n.SourceDateEpoch != nil {
 		env = append(env, "SOURCE_DATE_EPOCH="+epochString(n.SourceDateEpoch))
 	} else {
@@ -386,34 +384,6 @@ func short(key string) string {
 		return key[:12]
 	}
 	return key
-}
-
-// lineWriter calls emit for every complete line written to it.
-type lineWriter struct {
-	mu   sync.Mutex
-	buf  []byte
-	emit func(line string)
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexAny(w.buf, "\r\n")
-		if i < 0 {
-			break
-		}
-		if line := strings.TrimSpace(string(w.buf[:i])); line != "" {
-			w.emit(line)
-		}
-		w.buf = w.buf[i+1:]
-	}
-	if len(w.buf) > 64<<10 {
-		// A progress bar without line ends: drop it rather than grow.
-		w.buf = w.buf[:0]
-	}
-	return len(p), nil
 }
 
 // lockName is the lock file of a Spec's cache directory.

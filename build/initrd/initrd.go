@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/imago-os/imago/build/debian"
@@ -390,13 +389,13 @@ func runDracut(ctx context.Context, r *resolved, opts Options) ([]byte, error) {
 	}
 	unshare := append([]string{"--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
 		"--", "/bin/sh", "-c", dracutScript, "sh", r.Tree, work}, args...)
-	lw := &lineWriter{emit: func(l string) {
+	lw := toolexec.LineWriter(func(l string) {
 		// dracut reads the host's firmware search path from /sys, which
 		// is not mounted on purpose.
 		if !strings.Contains(l, "/sys/module/firmware_class") {
 			opts.progress("dracut: %s", l)
 		}
-	}}
+	})
 	if _, err := toolexec.Run(ctx, "unshare", unshare, toolexec.CleanEnv(), toolexec.Env(env...), toolexec.Stderr(lw)); err != nil {
 		return nil, fmt.Errorf("initrd: %w", err)
 	}
@@ -510,31 +509,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("initrd: %w", err)
 	}
 	return nil
-}
-
-// lineWriter calls emit for every complete line written to it.
-type lineWriter struct {
-	mu   sync.Mutex
-	buf  []byte
-	emit func(line string)
-}
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		if line := strings.TrimSpace(string(w.buf[:i])); line != "" {
-			w.emit(line)
-		}
-		w.buf = w.buf[i+1:]
-	}
-	if len(w.buf) > 64<<10 {
-		w.buf = w.buf[:0]
-	}
-	return len(p), nil
 }

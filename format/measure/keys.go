@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+
+	"github.com/imago-os/imago/internal/pemkey"
 )
 
 // ParsePrivateKeyPEM reads the first private key of a PEM file, as
@@ -16,38 +18,17 @@ import (
 // types before it are skipped. Only RSA and ECDSA keys can sign PCR
 // policies; encrypted keys are refused.
 func ParsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, errors.New("measure: no PEM private key found")
-		}
-		if _, encrypted := block.Headers["Proc-Type"]; encrypted || block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, errors.New("measure: encrypted private keys are not supported")
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("measure: %s: %w", block.Type, err)
-		}
-		switch k := key.(type) {
-		case *rsa.PrivateKey:
-			return k, nil
-		case *ecdsa.PrivateKey:
-			return k, nil
-		}
-		return nil, fmt.Errorf("measure: unsupported private key type %T (want RSA or ECDSA)", key)
+	key, err := pemkey.ParseSigner(data)
+	if err != nil {
+		return nil, fmt.Errorf("measure: %w", err)
 	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		return k, nil
+	case *ecdsa.PrivateKey:
+		return k, nil
+	}
+	return nil, fmt.Errorf("measure: unsupported private key type %T (want RSA or ECDSA)", key)
 }
 
 // ParsePublicKeyPEM reads the first "PUBLIC KEY" (SubjectPublicKeyInfo)

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"unicode/utf8"
+
+	"github.com/imago-os/imago/internal/chase"
 )
 
 // Paths inside an OS tree, in the order systemd 252 looks at them.
@@ -92,7 +92,7 @@ func LoadExtension(root, name string) (*Release, string, error) {
 // ReadFile parses the file at path inside the tree at root, resolving
 // symbolic links inside root. Errors name the file.
 func ReadFile(root, path string) (*Release, error) {
-	host, err := resolveInRoot(root, path)
+	host, err := chase.InRoot(root, path, maxSymlinks)
 	if err != nil {
 		return nil, fmt.Errorf("osrelease: %s: %w", path, err)
 	}
@@ -120,62 +120,4 @@ func rootOrSlash(root string) string {
 		return "/"
 	}
 	return root
-}
-
-// resolveInRoot maps path, an absolute path inside the tree at root, to a
-// host path, following symbolic links as if root were "/": ".." never climbs
-// above root and absolute link targets restart at root.
-func resolveInRoot(root, path string) (string, error) {
-	root = rootOrSlash(root)
-	var done []string // resolved components, none of them a symlink
-	todo := splitPath(path)
-	links := 0
-	for len(todo) > 0 {
-		c := todo[0]
-		todo = todo[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			if len(done) > 0 {
-				done = done[:len(done)-1]
-			}
-			continue
-		}
-		host := filepath.Join(root, filepath.Join(append(done, c)...))
-		fi, err := os.Lstat(host)
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			if len(todo) > 0 && !fi.IsDir() {
-				return "", &fs.PathError{Op: "resolve", Path: host, Err: syscall.ENOTDIR}
-			}
-			done = append(done, c)
-			continue
-		}
-		links++
-		if links > maxSymlinks {
-			return "", &fs.PathError{Op: "resolve", Path: host, Err: syscall.ELOOP}
-		}
-		target, err := os.Readlink(host)
-		if err != nil {
-			return "", err
-		}
-		if strings.HasPrefix(target, "/") {
-			done = nil
-		}
-		todo = append(splitPath(target), todo...)
-	}
-	return filepath.Join(root, filepath.Join(done...)), nil
-}
-
-func splitPath(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
 }

@@ -3,64 +3,9 @@ package uki
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/imago-os/imago/format/pe/petest"
 )
-
-// synthSection is one section of a synthetic PE image.
-type synthSection struct {
-	name            string
-	va, vs          uint32
-	ptr, rawSize    uint32
-	data            []byte
-	characteristics uint32
-}
-
-// synthPE builds a PE32+ x86-64 EFI application with the given alignments,
-// SizeOfHeaders and sections, and appends trailer to the file. It is
-// written byte by byte so tests do not depend on the writer they check.
-func synthPE(sectionAlign, fileAlign, headers uint32, secs []synthSection, trailer []byte) []byte {
-	le := binary.LittleEndian
-	size := uint32(headers)
-	var imageEnd uint32
-	for _, s := range secs {
-		size = max(size, s.ptr+s.rawSize)
-		imageEnd = max(imageEnd, s.va+s.vs)
-	}
-	img := make([]byte, size)
-	copy(img, "MZ")
-	le.PutUint32(img[0x3c:], 0x80)
-	copy(img[0x40:], "This program cannot be run in DOS mode.\r\n$")
-	copy(img[0x80:], "PE\x00\x00")
-	fh := img[0x84:]
-	le.PutUint16(fh[0:], 0x8664)
-	le.PutUint16(fh[2:], uint16(len(secs)))
-	le.PutUint16(fh[16:], 240)
-	le.PutUint16(fh[18:], 0x0206)
-	oh := img[0x98:]
-	le.PutUint16(oh[0:], 0x20b)
-	oh[2], oh[3] = 2, 40
-	le.PutUint32(oh[4:], 0x1000)
-	le.PutUint32(oh[16:], 0x1000)
-	le.PutUint32(oh[20:], 0x1000)
-	le.PutUint32(oh[32:], sectionAlign)
-	le.PutUint32(oh[36:], fileAlign)
-	le.PutUint32(oh[56:], (imageEnd+sectionAlign-1)&^(sectionAlign-1))
-	le.PutUint32(oh[60:], headers)
-	le.PutUint32(oh[64:], 0x1234) // a stale checksum, which a build must reset
-	le.PutUint16(oh[68:], 10)
-	le.PutUint32(oh[108:], 16)
-	table := img[0x98+240:]
-	for i, s := range secs {
-		h := table[i*40:]
-		copy(h[:8], s.name)
-		le.PutUint32(h[8:], s.vs)
-		le.PutUint32(h[12:], s.va)
-		le.PutUint32(h[16:], s.rawSize)
-		le.PutUint32(h[20:], s.ptr)
-		le.PutUint32(h[36:], s.characteristics)
-		copy(img[s.ptr:s.ptr+s.rawSize], s.data)
-	}
-	return append(img, trailer...)
-}
 
 // testStubSBAT is the synthetic stub's SBAT text, as systemd-stub carries
 // it: CSV lines, a newline, then a NUL.
@@ -77,12 +22,12 @@ func synthStub() []byte {
 		text[i] = 0xcc
 	}
 	magic := []byte("#### LoaderInfo: synth-stub 1 ####")
-	secs := []synthSection{
-		{".text", 0x1000, 0x123, 0x400, 0x200, text, 0x60000020},
-		{".sbat", 0x2000, uint32(len(testStubSBAT)), 0x600, 0x200, []byte(testStubSBAT), 0x40000040},
-		{".sdmagic", 0x3000, uint32(len(magic)), 0x800, uint32(len(magic)), magic, 0x40000040},
+	secs := []petest.Section{
+		{Name: ".text", VA: 0x1000, VirtualSize: 0x123, Offset: 0x400, RawSize: 0x200, Data: text, Characteristics: 0x60000020},
+		{Name: ".sbat", VA: 0x2000, VirtualSize: uint32(len(testStubSBAT)), Offset: 0x600, RawSize: 0x200, Data: []byte(testStubSBAT), Characteristics: 0x40000040},
+		{Name: ".sdmagic", VA: 0x3000, VirtualSize: uint32(len(magic)), Offset: 0x800, RawSize: uint32(len(magic)), Data: magic, Characteristics: 0x40000040},
 	}
-	img := synthPE(0x1000, 0x200, 0x400, secs, nil)
+	img := petest.Build(0x1000, 0x200, 0x400, secs, nil)
 	// Two 18-byte symbols, then a string table: its 4-byte size, "abcde\0".
 	symbols := make([]byte, 36)
 	copy(symbols, "_start")
@@ -102,11 +47,11 @@ const testKernelSBAT = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shi
 // .sbat section.
 func synthKernel() []byte {
 	code := []byte("fake kernel code\n")
-	secs := []synthSection{
-		{".text", 0x1000, uint32(len(code)), 0x200, 0x200, code, 0x60000020},
-		{".sbat", 0x2000, uint32(len(testKernelSBAT)), 0x400, 0x200, []byte(testKernelSBAT), 0x40000040},
+	secs := []petest.Section{
+		{Name: ".text", VA: 0x1000, VirtualSize: uint32(len(code)), Offset: 0x200, RawSize: 0x200, Data: code, Characteristics: 0x60000020},
+		{Name: ".sbat", VA: 0x2000, VirtualSize: uint32(len(testKernelSBAT)), Offset: 0x400, RawSize: 0x200, Data: []byte(testKernelSBAT), Characteristics: 0x40000040},
 	}
-	return synthPE(0x1000, 0x200, 0x200, secs, []byte("trailing"))
+	return petest.Build(0x1000, 0x200, 0x200, secs, []byte("trailing"))
 }
 
 func TestSynthStubIsValid(t *testing.T) {

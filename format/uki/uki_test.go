@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/imago-os/imago/format/pe"
+	"github.com/imago-os/imago/format/pe/petest"
 )
 
 // synthInput is the content the ukify comparison below was made with.
@@ -157,9 +158,9 @@ func stubWithLittleRoom() []byte {
 	sbat := []byte(testStubSBAT)
 	// Table at 0x188; SizeOfHeaders 0x200 leaves 0x78 bytes: 3 headers in
 	// all, 2 taken by .text and .sbat.
-	return synthPE(0x200, 0x200, 0x200, []synthSection{
-		{".text", 0x200, 0x10, 0x200, 0x200, []byte("text"), 0x60000020},
-		{".sbat", 0x400, uint32(len(sbat)), 0x400, 0x200, sbat, 0x40000040},
+	return petest.Build(0x200, 0x200, 0x200, []petest.Section{
+		{Name: ".text", VA: 0x200, VirtualSize: 0x10, Offset: 0x200, RawSize: 0x200, Data: []byte("text"), Characteristics: 0x60000020},
+		{Name: ".sbat", VA: 0x400, VirtualSize: uint32(len(sbat)), Offset: 0x400, RawSize: 0x200, Data: sbat, Characteristics: 0x40000040},
 	}, nil)
 }
 
@@ -193,8 +194,8 @@ func TestSBATKeptWhenNoRoom(t *testing.T) {
 	// several kernel entries does not fit, so the stub's stays.
 	kernelSBAT := "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md\n" +
 		strings.Repeat("linux,1,The Linux Developers,linux,6.1,https://linux.org\n", 6) + "\x00"
-	kernel := synthPE(0x1000, 0x200, 0x200, []synthSection{
-		{".sbat", 0x1000, uint32(len(kernelSBAT)), 0x200, 0x200, []byte(kernelSBAT), 0x40000040},
+	kernel := petest.Build(0x1000, 0x200, 0x200, []petest.Section{
+		{Name: ".sbat", VA: 0x1000, VirtualSize: uint32(len(kernelSBAT)), Offset: 0x200, RawSize: 0x200, Data: []byte(kernelSBAT), Characteristics: 0x40000040},
 	}, nil)
 	out, err := Build(stub, &Input{Linux: kernel})
 	if err != nil {

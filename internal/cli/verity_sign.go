@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imago-os/imago/format/veritysig"
+	"github.com/imago-os/imago/internal/pemkey"
 )
 
 func init() {
@@ -273,39 +274,7 @@ func parseRootHashFlag(s string) ([]byte, error) {
 // Blocks of other types, such as the EC PARAMETERS openssl ecparam writes
 // first, are skipped.
 func loadSigningKey(path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	for rest := data; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, fmt.Errorf("%s: no PEM private key found", path)
-		}
-		if _, encrypted := block.Headers["Proc-Type"]; encrypted || block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, fmt.Errorf("%s: encrypted private keys are not supported", path)
-		}
-		var key any
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", path, block.Type, err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s: unsupported private key type %T", path, key)
-		}
-		return signer, nil
-	}
+	return readPEM(path, pemkey.ParseSigner)
 }
 
 // loadCertificates reads every CERTIFICATE block of a PEM file.

@@ -234,3 +234,13 @@ func TestPackage(t *testing.T) {
 		}
 	}
 }
+
+func TestLineWriter(t *testing.T) {
+	var got []string
+	w := LineWriter(func(l string) { got = append(got, l) })
+	w.Write([]byte("I: one\nI: t"))
+	w.Write([]byte("wo\r\n\nprogress 10%\rI: three\n"))
+	if strings.Join(got, "|") != "I: one|I: two|progress 10%|I: three" {
+		t.Fatalf("lines %q", got)
+	}
+}

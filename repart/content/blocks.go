@@ -1,24 +1,17 @@
 package content
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/imago-os/imago/internal/sparse"
 )
 
-// Linux lseek whences and fallocate modes (<unistd.h>, <linux/falloc.h>).
-const (
-	seekData        = 3
-	seekHole        = 4
-	fallocKeepSize  = 0x01
-	fallocPunchHole = 0x02
-	chunkSize       = 1 << 20
-	zeroGranule     = 4096
-)
+// chunkSize is how much is read or written at once.
+const chunkSize = 1 << 20
 
 // blockSource is an opened CopyBlocks= source.
 type blockSource struct {
@@ -120,109 +113,18 @@ func fileKind(m os.FileMode) string {
 // WRITE ZEROES where the device can), and writes zeros where that is not
 // supported.
 func zeroRange(f *os.File, r Range) error {
-	fi, err := f.Stat()
-	if err != nil {
+	punched, err := sparse.Punch(f, r.Offset, r.Size)
+	if err != nil || punched {
 		return err
 	}
-	if fi.Mode().IsRegular() && fi.Size() < r.Offset+r.Size {
-		if err := f.Truncate(r.Offset + r.Size); err != nil {
-			return err
-		}
-	}
-	if syscall.Fallocate(int(f.Fd()), fallocPunchHole|fallocKeepSize, r.Offset, r.Size) == nil {
-		return nil
-	}
-	zeros := make([]byte, min(r.Size, chunkSize))
-	for off, end := r.Offset, r.Offset+r.Size; off < end; {
-		n := min(end-off, int64(len(zeros)))
-		if _, err := f.WriteAt(zeros[:n], off); err != nil {
-			return err
-		}
-		off += n
-	}
-	return nil
+	return sparse.WriteZeros(f, r.Offset, r.Size)
 }
 
 // copySparse copies the first n bytes of src to dst at off, which must
 // already read as zeros: holes of src are not read and zero blocks are not
 // written, so an image file stays sparse.
 func copySparse(ctx context.Context, dst io.WriterAt, off int64, src *os.File, n int64) error {
-	buf := make([]byte, chunkSize)
-	for pos := int64(0); pos < n; {
-		start, end, err := nextData(src, pos, n)
-		if err != nil {
-			return err
-		}
-		for p := start; p < end; {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			m := min(end-p, int64(len(buf)))
-			if _, err := src.ReadAt(buf[:m], p); err != nil {
-				return err
-			}
-			if err := writeNonZero(dst, off+p, buf[:m]); err != nil {
-				return err
-			}
-			p += m
-		}
-		pos = end
-	}
-	return nil
-}
-
-// nextData returns the next data extent [start, end) of src at or after
-// pos, limited to n; start == end == n when only holes remain. Files that
-// cannot report holes are one extent.
-func nextData(src *os.File, pos, n int64) (int64, int64, error) {
-	start, err := src.Seek(pos, seekData)
-	if err != nil {
-		if errors.Is(err, syscall.ENXIO) {
-			return n, n, nil
-		}
-		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {
-			return pos, n, nil
-		}
-		return 0, 0, err
-	}
-	if start >= n {
-		return n, n, nil
-	}
-	end, err := src.Seek(start, seekHole)
-	if err != nil || end > n {
-		end = n
-	}
-	return start, end, nil
-}
-
-// writeNonZero writes b at off, leaving out 4096-byte blocks that are all
-// zero (the destination is known to read as zeros).
-func writeNonZero(dst io.WriterAt, off int64, b []byte) error {
-	var zero [zeroGranule]byte
-	for i := 0; i < len(b); {
-		for i < len(b) {
-			j := min(i+zeroGranule, len(b))
-			if !bytes.Equal(b[i:j], zero[:j-i]) {
-				break
-			}
-			i = j
-		}
-		j := i
-		for j < len(b) {
-			k := min(j+zeroGranule, len(b))
-			if bytes.Equal(b[j:k], zero[:k-j]) {
-				break
-			}
-			j = k
-		}
-		if j > i {
-			if _, err := dst.WriteAt(b[i:j], off+int64(i)); err != nil {
-				return err
-			}
-		}
-		i = j
-	}
-	return nil
+	return sparse.Copy(ctx, dst, off, src, n, true)
 }
 
 // rangeWriter is an io.WriterAt onto one range of a disk that refuses any

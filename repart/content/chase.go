@@ -3,9 +3,12 @@ package content
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/imago-os/imago/internal/chase"
 )
 
 // maxSymlinks bounds symlink resolution, as systemd's CHASE_SYMLINKS_MAX.
@@ -28,57 +31,18 @@ func resolveInRoot(root, p string) (string, error) {
 	if p == "" {
 		return "", errors.New("empty path")
 	}
-	todo := splitComponents(p)
-	var done []string // resolved components below root
-	links := 0
-	for len(todo) > 0 {
-		c := todo[0]
-		todo = todo[1:]
-		switch c {
-		case ".":
-			continue
-		case "..":
-			if len(done) > 0 {
-				done = done[:len(done)-1]
-			}
-			continue
-		}
-		host := filepath.Join(root, filepath.Join(append(done, c)...))
-		fi, err := os.Lstat(host)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", displayPath(p), err)
-		}
-		if fi.Mode()&os.ModeSymlink == 0 {
-			if len(todo) > 0 && !fi.IsDir() {
-				return "", fmt.Errorf("%s: %s is not a directory", displayPath(p), "/"+filepath.Join(append(done, c)...))
-			}
-			done = append(done, c)
-			continue
-		}
-		links++
-		if links > maxSymlinks {
-			return "", fmt.Errorf("%s: too many levels of symbolic links", displayPath(p))
-		}
-		target, err := os.Readlink(host)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", displayPath(p), err)
-		}
-		if strings.HasPrefix(target, "/") {
-			done = nil
-		}
-		todo = append(splitComponents(target), todo...)
+	host, err := chase.InRoot(root, p, maxSymlinks)
+	var pe *fs.PathError
+	switch {
+	case err == nil:
+		return host, nil
+	case errors.As(err, &pe) && pe.Op == chase.Op && pe.Err == syscall.ENOTDIR:
+		rel, _ := filepath.Rel(root, pe.Path)
+		return "", fmt.Errorf("%s: %s is not a directory", displayPath(p), "/"+rel)
+	case errors.As(err, &pe) && pe.Op == chase.Op && pe.Err == syscall.ELOOP:
+		return "", fmt.Errorf("%s: too many levels of symbolic links", displayPath(p))
 	}
-	return filepath.Join(root, filepath.Join(done...)), nil
-}
-
-func splitComponents(p string) []string {
-	var out []string
-	for _, c := range strings.Split(p, "/") {
-		if c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
+	return "", fmt.Errorf("%s: %w", displayPath(p), err)
 }
 
 func displayPath(p string) string {

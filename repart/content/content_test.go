@@ -16,6 +16,7 @@ import (
 	"github.com/imago-os/imago/format/verity"
 	"github.com/imago-os/imago/fsimage"
 	"github.com/imago-os/imago/internal/testutil"
+	"github.com/imago-os/imago/repart/internal/fscheck"
 )
 
 func TestDerivedUUIDs(t *testing.T) {
@@ -247,18 +248,18 @@ func TestFillVFATWithFiles(t *testing.T) {
 	if err := Fill(context.Background(), f, mib, 64*mib, s); err != nil {
 		t.Fatal(err)
 	}
-	got := blkidExport(t, img, mib)
+	got := fscheck.Blkid(t, img, mib)
 	if got["TYPE"] != "vfat" || got["UUID"] != "DEAD-BEEF" || got["LABEL"] != "ESP" {
 		t.Errorf("blkid: %v", got)
 	}
-	want := map[string]fsEntry{"EFI": {Type: 'd'}, "EFI/x.txt": {Type: '-', Data: tree["a.txt"].Data},
+	want := map[string]fscheck.Entry{"EFI": {Type: 'd'}, "EFI/x.txt": {Type: '-', Data: tree["a.txt"].Data},
 		"loader": {Type: 'd'}, "loader/entries": {Type: 'd'}}
 	for p, e := range tree {
 		if p != "link" { // vfat has no symlinks; a top-level one is left out
-			want[p] = fsEntry{Type: e.Type, Data: e.Data}
+			want[p] = fscheck.Entry{Type: e.Type, Data: e.Data}
 		}
 	}
-	compareTrees(t, "vfat", listFS(t, "vfat", extract(t, img, mib, 64*mib)), want)
+	fscheck.CompareTrees(t, "vfat", fscheck.List(t, "vfat", fscheck.Extract(t, img, mib, 64*mib)), want)
 }
 
 // TestFillStaysInRange fills a range in the middle of a file full of a

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imago-os/imago/format/gpt"
 	"github.com/imago-os/imago/internal/testutil"
+	"github.com/imago-os/imago/repart/internal/fscheck"
 )
 
 // The golden LUKS2 header comes from systemd-repart 252 (Debian 12,
@@ -119,7 +120,7 @@ func TestEncryptMatchesSystemdRepart(t *testing.T) {
 	cs := testutil.RequireTool(t, "cryptsetup", "cryptsetup-bin")
 	s := goldenSpec(t)
 	img, r := encryptedDisk(t, s)
-	part := extract(t, img, r.Offset, r.Size)
+	part := fscheck.Extract(t, img, r.Offset, r.Size)
 
 	wantJSON, err := os.ReadFile("testdata/repart252-luks2.json")
 	if err != nil {
@@ -155,7 +156,7 @@ func TestEncryptMatchesSystemdRepart(t *testing.T) {
 	}
 	e2fsck := testutil.RequireTool(t, "e2fsck", "e2fsprogs")
 	testutil.Run(t, e2fsck, "-fn", plain)
-	got := blkidExport(t, plain, 0)
+	got := fscheck.Blkid(t, plain, 0)
 	if got["TYPE"] != "ext4" || got["UUID"] != s.FSUUID.String() || got["LABEL"] != goldenLabel {
 		t.Errorf("decrypted file system: %v", got)
 	}
@@ -201,7 +202,7 @@ func decryptWithCryptsetup(t *testing.T, part string, key []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := extract(t, part, LUKS2MetadataSize, fi.Size()-LUKS2MetadataSize)
+	data := fscheck.Extract(t, part, LUKS2MetadataSize, fi.Size()-LUKS2MetadataSize)
 	hdr := filepath.Join(t.TempDir(), "header")
 	testutil.Run(t, cs, "luksFormat", "--batch-mode", "--type", "luks2", "--header", hdr, "--offset", "0",
 		"--cipher", luksCipher, "--key-size", "256", "--sector-size", m[1],
@@ -225,7 +226,7 @@ func TestEncryptCopyBlocksAnd4096Sectors(t *testing.T) {
 	s := Spec{CopyBlocks: "/blob.img", Root: root, Encrypt: EncryptKeyFileTPM2, SectorSize: 4096,
 		Label: "blocks", LUKSUUID: gpt.GUID{1, 2, 3, 4, 5, 6, 0x47, 8, 0x89}, PBKDF: cheapPBKDF, TempDir: t.TempDir()}
 	img, r := encryptedDisk(t, s)
-	part := extract(t, img, r.Offset, r.Size)
+	part := fscheck.Extract(t, img, r.Offset, r.Size)
 	dump := string(testutil.Run(t, cs, "luksDump", part))
 	for _, want := range []string{"sector: 4096 [bytes]", "Label:         \tblocks", "UUID:          \t01020304-0506-4708-8900-000000000000", "cipher: aes-xts-plain64"} {
 		if !strings.Contains(dump, want) {
@@ -245,7 +246,7 @@ func TestEncryptCopyBlocksAnd4096Sectors(t *testing.T) {
 		t.Error("decrypted content differs from the CopyBlocks= source")
 	}
 	// Beyond the source nothing was written: the disk reads as zeros.
-	raw := readRange(t, img, r.Offset+LUKS2MetadataSize+int64(len(blob)), r.Size-LUKS2MetadataSize-int64(len(blob)))
+	raw := fscheck.ReadRange(t, img, r.Offset+LUKS2MetadataSize+int64(len(blob)), r.Size-LUKS2MetadataSize-int64(len(blob)))
 	if !bytes.Equal(raw, make([]byte, len(raw))) {
 		t.Error("the area after the copied blocks was written")
 	}
@@ -292,7 +293,7 @@ func TestEncryptEmptyKey(t *testing.T) {
 	s.Key = nil
 	s.Format = "swap"
 	img, r := encryptedDisk(t, s)
-	part := extract(t, img, r.Offset, r.Size)
+	part := fscheck.Extract(t, img, r.Offset, r.Size)
 	testutil.Run(t, cs, "open", "--test-passphrase", "--key-file", writeSecret(t, nil), part)
 	if _, err := testutil.RunErr(cs, "open", "--test-passphrase", "--key-file", writeSecret(t, []byte(goldenKey)), part); err == nil {
 		t.Error("cryptsetup accepted a non-empty passphrase")
@@ -324,8 +325,8 @@ func TestEncryptLiveSystemdRepart(t *testing.T) {
 	s := goldenSpec(t)
 	s.PBKDF = nil
 	img, r := encryptedDisk(t, s)
-	a := testutil.Run(t, cs, "luksDump", "--dump-json-metadata", extract(t, img, r.Offset, r.Size))
-	b := testutil.Run(t, cs, "luksDump", "--dump-json-metadata", extract(t, theirs, r.Offset, r.Size))
+	a := testutil.Run(t, cs, "luksDump", "--dump-json-metadata", fscheck.Extract(t, img, r.Offset, r.Size))
+	b := testutil.Run(t, cs, "luksDump", "--dump-json-metadata", fscheck.Extract(t, theirs, r.Offset, r.Size))
 	if g, w := normalizeLUKSJSON(t, a), normalizeLUKSJSON(t, b); g != w {
 		t.Errorf("LUKS2 metadata differs:\nours:\n%s\nsystemd-repart's:\n%s", g, w)
 	}

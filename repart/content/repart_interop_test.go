@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -17,9 +16,9 @@ import (
 
 	"github.com/imago-os/imago/format/gpt"
 	"github.com/imago-os/imago/format/verity"
-	"github.com/imago-os/imago/format/veritysig"
 	"github.com/imago-os/imago/fsimage"
 	"github.com/imago-os/imago/internal/testutil"
+	"github.com/imago-os/imago/repart/internal/fscheck"
 )
 
 const (
@@ -238,7 +237,7 @@ func TestMatchesSystemdRepart(t *testing.T) {
 					t.Errorf("partition UUIDs from our root hash %x: %s %s, systemd-repart's %s %s", rootHash, d, h, wantData, wantHash)
 				}
 				compareBytes(t, ours, theirs, r)
-				checkVeritySetup(t, ours, dataRange, r, rootHash)
+				fscheck.VerifyVerity(t, ours, dataRange.Offset, dataRange.Size, r.Offset, r.Size, rootHash)
 				return
 			case "verity-sig":
 				if rootHash == nil {
@@ -248,14 +247,16 @@ func TestMatchesSystemdRepart(t *testing.T) {
 					t.Fatal(err)
 				}
 				compareBytes(t, ours, theirs, r)
-				checkSignatureWithOpenSSL(t, readRange(t, ours, r.Offset, r.Size), certPath, rootHash)
+				if got := fscheck.VerifySignature(t, fscheck.ReadRange(t, ours, r.Offset, r.Size), certPath); !bytes.Equal(got, rootHash) {
+					t.Fatalf("signature partition has root hash %x, want %x", got, rootHash)
+				}
 				return
 			}
 			if err := Fill(context.Background(), disk, r.Offset, r.Size, s); err != nil {
 				t.Fatal(err)
 			}
 			if c.fsType != "" {
-				want, got := blkidExport(t, theirs, r.Offset), blkidExport(t, ours, r.Offset)
+				want, got := fscheck.Blkid(t, theirs, r.Offset), fscheck.Blkid(t, ours, r.Offset)
 				delete(want, "UUID_SUB") // btrfs's device UUID is random
 				delete(got, "UUID_SUB")
 				if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -270,11 +271,11 @@ func TestMatchesSystemdRepart(t *testing.T) {
 			case "bytes", "verity-data":
 				compareBytes(t, ours, theirs, r)
 			case "vfat":
-				compareVFAT(t, readRange(t, ours, r.Offset, r.Size), readRange(t, theirs, r.Offset, r.Size))
+				compareVFAT(t, fscheck.ReadRange(t, ours, r.Offset, r.Size), fscheck.ReadRange(t, theirs, r.Offset, r.Size))
 			case "tree":
-				got := listFS(t, c.fsType, extract(t, ours, r.Offset, r.Size))
-				want := listFS(t, c.fsType, extract(t, theirs, r.Offset, r.Size))
-				compareTrees(t, "ours vs systemd-repart's", got, want)
+				got := fscheck.List(t, c.fsType, fscheck.Extract(t, ours, r.Offset, r.Size))
+				want := fscheck.List(t, c.fsType, fscheck.Extract(t, theirs, r.Offset, r.Size))
+				fscheck.CompareTrees(t, "ours vs systemd-repart's", got, want)
 				for _, f := range c.wantFiles {
 					if _, ok := got[f]; !ok {
 						t.Errorf("%s missing", f)
@@ -284,7 +285,7 @@ func TestMatchesSystemdRepart(t *testing.T) {
 					t.Errorf("%d files, want %d", len(got), len(c.wantFiles))
 				}
 			}
-			if c.name == "70-blocks" && !bytes.Equal(readRange(t, ours, r.Offset, int64(len(blob))), blob) {
+			if c.name == "70-blocks" && !bytes.Equal(fscheck.ReadRange(t, ours, r.Offset, int64(len(blob))), blob) {
 				t.Error("CopyBlocks= content differs from the source")
 			}
 		})
@@ -293,22 +294,10 @@ func TestMatchesSystemdRepart(t *testing.T) {
 
 func compareBytes(t *testing.T, ours, theirs string, r Range) {
 	t.Helper()
-	a, b := readRange(t, ours, r.Offset, r.Size), readRange(t, theirs, r.Offset, r.Size)
-	if i := firstDiff(a, b); i >= 0 {
+	a, b := fscheck.ReadRange(t, ours, r.Offset, r.Size), fscheck.ReadRange(t, theirs, r.Offset, r.Size)
+	if i := fscheck.FirstDiff(a, b); i >= 0 {
 		t.Errorf("byte %d of %d differs: ours %#x, systemd-repart's %#x", i, r.Size, a[i], b[i])
 	}
-}
-
-func firstDiff(a, b []byte) int {
-	for i := range a {
-		if i >= len(b) || a[i] != b[i] {
-			return i
-		}
-	}
-	if len(b) > len(a) {
-		return len(a)
-	}
-	return -1
 }
 
 // checkFSUUID checks that the file system carries the UUID we asked for,
@@ -332,7 +321,7 @@ func checkFSUUID(t *testing.T, fsType, got string, u gpt.GUID) {
 func compareVFAT(t *testing.T, ours, theirs []byte) {
 	t.Helper()
 	for i := 0; i < len(ours); {
-		j := firstDiff(ours[i:], theirs[i:])
+		j := fscheck.FirstDiff(ours[i:], theirs[i:])
 		if j < 0 {
 			return
 		}
@@ -343,41 +332,4 @@ func compareVFAT(t *testing.T, ours, theirs []byte) {
 		}
 		i = entry + 32
 	}
-}
-
-// checkVeritySetup has veritysetup verify the data and hash partitions.
-func checkVeritySetup(t *testing.T, img string, data, hash Range, root []byte) {
-	t.Helper()
-	vs := testutil.RequireTool(t, "veritysetup", "cryptsetup-bin")
-	d, h := extract(t, img, data.Offset, data.Size), extract(t, img, hash.Offset, hash.Size)
-	testutil.Run(t, vs, "verify", d, h, hex.EncodeToString(root))
-	bad := append([]byte(nil), root...)
-	bad[0] ^= 1
-	if _, err := testutil.RunErr(vs, "verify", d, h, hex.EncodeToString(bad)); err == nil {
-		t.Error("veritysetup accepted a wrong root hash")
-	}
-}
-
-// checkSignatureWithOpenSSL verifies the PKCS#7 signature of a signature
-// partition over the hex root hash with openssl, trusting only the signer.
-func checkSignatureWithOpenSSL(t *testing.T, partition []byte, certPath string, root []byte) {
-	t.Helper()
-	openssl := testutil.RequireTool(t, "openssl", "openssl")
-	sig, err := veritysig.Parse(partition)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(sig.RootHash, root) {
-		t.Fatalf("signature partition has root hash %x, want %x", sig.RootHash, root)
-	}
-	dir := t.TempDir()
-	sigPath, contentPath := filepath.Join(dir, "sig.der"), filepath.Join(dir, "roothash.txt")
-	if err := os.WriteFile(sigPath, sig.PKCS7, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(contentPath, []byte(hex.EncodeToString(root)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Run(t, openssl, "smime", "-verify", "-binary", "-inform", "DER", "-in", sigPath, "-content", contentPath,
-		"-out", os.DevNull, "-noverify", "-nointern", "-certfile", certPath)
 }
