@@ -1,7 +1,6 @@
 package vm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,12 +54,9 @@ func parseQMPMessage(b []byte) (qmpMessage, error) {
 		Error    *QMPError       `json:"error"`
 		Event    *string         `json:"event"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&raw); err != nil {
+	// Unmarshal, unlike a Decoder, refuses anything after the value.
+	if err := json.Unmarshal(b, &raw); err != nil {
 		return qmpMessage{}, fmt.Errorf("qmp: bad message: %w", err)
-	}
-	if dec.More() {
-		return qmpMessage{}, errors.New("qmp: bad message: trailing data")
 	}
 	switch {
 	case raw.Error != nil:
