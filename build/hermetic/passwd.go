@@ -50,7 +50,9 @@ type GShadow struct {
 // glibc nor systemd treat as entries).
 func splitLines(data []byte) (lines []string, numbers []int) {
 	for i, l := range bytes.Split(data, []byte("\n")) {
-		l = bytes.TrimSuffix(l, []byte("\r"))
+		// Carriage returns at the end belong to the line ending (CRLF files),
+		// never to the last field: a field cannot end in one.
+		l = bytes.TrimRight(l, "\r")
 		if len(l) == 0 || l[0] == '#' {
 			continue
 		}
