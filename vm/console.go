@@ -248,8 +248,9 @@ func (e *WaitError) Unwrap() error { return e.Cause }
 const tailLinesOnError = 40
 
 // waitFor waits until a console line after the cursor matches re, moves
-// the cursor past it and returns the line's submatches.
-func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+// the cursor past it and returns the line's submatches. With partial, the
+// unterminated last line counts too: a prompt waits for input there.
+func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, timeout time.Duration, partial bool) ([]string, error) {
 	var timer <-chan time.Time
 	if timeout > 0 {
 		t := time.NewTimer(timeout)
@@ -264,7 +265,7 @@ func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, timeout time.D
 		if scanned < c.base {
 			scanned = c.base
 		}
-		m, next, end := matchLines(c.buf[scanned-c.base:], re, c.closed)
+		m, next, end := matchLines(c.buf[scanned-c.base:], re, c.closed || partial)
 		if m != nil {
 			c.cursor = scanned + int64(next)
 			c.mu.Unlock()

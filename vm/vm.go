@@ -642,7 +642,14 @@ func (m *Machine) Quit(ctx context.Context) error {
 // carrying the last console lines when timeout (0: none) passes, ctx is
 // done or the machine stops first.
 func (m *Machine) WaitFor(ctx context.Context, re *regexp.Regexp, timeout time.Duration) ([]string, error) {
-	return m.console.waitFor(ctx, re, timeout)
+	return m.console.waitFor(ctx, re, timeout, false)
+}
+
+// WaitForPrompt is WaitFor for a prompt: it also matches the last line
+// while it is still unterminated, as a login or shell prompt stays until
+// something is typed.
+func (m *Machine) WaitForPrompt(ctx context.Context, re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+	return m.console.waitFor(ctx, re, timeout, true)
 }
 
 // Type sends s to the guest's serial port, as if typed on its console

@@ -193,7 +193,7 @@ func TestConsoleWaitFor(t *testing.T) {
 	ctx := context.Background()
 	appendFile(t, path, "boot\r\nIMAGO-VM-TEST: boots=0\r\nIMAGO-VM-TEST: bo")
 	re := regexp.MustCompile(`IMAGO-VM-TEST: boots=(\d+)`)
-	m, err := c.waitFor(ctx, re, 5*time.Second)
+	m, err := c.waitFor(ctx, re, 5*time.Second, false)
 	if err != nil || m[1] != "0" {
 		t.Fatalf("first wait: %q, %v", m, err)
 	}
@@ -202,12 +202,12 @@ func TestConsoleWaitFor(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		appendFile(t, path, "ots=1\n")
 	}()
-	m, err = c.waitFor(ctx, re, 5*time.Second)
+	m, err = c.waitFor(ctx, re, 5*time.Second, false)
 	if err != nil || m[1] != "1" {
 		t.Fatalf("second wait: %q, %v", m, err)
 	}
 	// Nothing new: the wait times out with the console's tail.
-	_, err = c.waitFor(ctx, re, 300*time.Millisecond)
+	_, err = c.waitFor(ctx, re, 300*time.Millisecond, false)
 	var we *WaitError
 	if !errors.As(err, &we) || we.Exited || !strings.Contains(we.Tail, "boots=1") || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("timeout: %v", err)
@@ -215,16 +215,16 @@ func TestConsoleWaitFor(t *testing.T) {
 	// A cancelled context ends the wait with its error.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := c.waitFor(cctx, re, 0); !errors.Is(err, context.Canceled) {
+	if _, err := c.waitFor(cctx, re, 0, false); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 	// At the end the last line counts even without a newline.
 	appendFile(t, path, "IMAGO-VM-TEST: boots=2")
 	c.stop()
-	if m, err := c.waitFor(ctx, re, time.Second); err != nil || m[1] != "2" {
+	if m, err := c.waitFor(ctx, re, time.Second, false); err != nil || m[1] != "2" {
 		t.Fatalf("final line: %q, %v", m, err)
 	}
-	_, err = c.waitFor(ctx, re, time.Second)
+	_, err = c.waitFor(ctx, re, time.Second, false)
 	if !errors.As(err, &we) || !we.Exited || !strings.Contains(err.Error(), "stopped first") {
 		t.Fatalf("after exit: %v", err)
 	}
@@ -251,8 +251,11 @@ func TestConsoleSocket(t *testing.T) {
 	}
 	ctx := context.Background()
 	go guest.Write([]byte("login: "))
-	if _, err := c.waitFor(ctx, regexp.MustCompile(`^login: $`), 300*time.Millisecond); err == nil {
+	if _, err := c.waitFor(ctx, regexp.MustCompile(`^login: $`), 300*time.Millisecond, false); err == nil {
 		t.Fatal("an unterminated line matched while the machine runs")
+	}
+	if m, err := c.waitFor(ctx, regexp.MustCompile(`^login: $`), time.Second, true); err != nil || m[0] != "login: " {
+		t.Fatalf("prompt wait: %q, %v", m, err)
 	}
 	typed := make(chan string, 1)
 	go func() {
@@ -269,7 +272,7 @@ func TestConsoleSocket(t *testing.T) {
 	guest.Write([]byte("root\r\nWelcome\r\n"))
 	guest.Close()
 	c.stop()
-	if m, err := c.waitFor(ctx, regexp.MustCompile(`^Welcome$`), time.Second); err != nil || m[0] != "Welcome" {
+	if m, err := c.waitFor(ctx, regexp.MustCompile(`^Welcome$`), time.Second, false); err != nil || m[0] != "Welcome" {
 		t.Fatalf("after the end: %q, %v", m, err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != "login: root\r\nWelcome\r\n" {
@@ -290,7 +293,7 @@ func TestConsoleStopBeforeStart(t *testing.T) {
 		t.Error("followFile after stop succeeded")
 	}
 	var we *WaitError
-	if _, err := c.waitFor(context.Background(), regexp.MustCompile(`x`), time.Second); !errors.As(err, &we) || !we.Exited {
+	if _, err := c.waitFor(context.Background(), regexp.MustCompile(`x`), time.Second, false); !errors.As(err, &we) || !we.Exited {
 		t.Errorf("waitFor after stop = %v", err)
 	}
 }
