@@ -30,14 +30,17 @@ func DefaultModules() []string {
 // DefaultDrivers returns the kernel modules of the default initrd besides
 // the file systems: virtio disks (block and SCSI, with the SCSI disk
 // driver), PCI and console; device mapper with verity and crypt; the TPM
-// interfaces; efivarfs; the code pages vfat mounts with by default. Those
-// the kernel has built in (the TPM drivers and efivarfs in Debian's
-// amd64 kernel, for one) are satisfied by it.
+// interfaces; loop, through which systemd-repart 252 formats the
+// partitions it creates ("Failed to make loopback device of future
+// partition" without it); efivarfs; the code pages vfat mounts with by
+// default. Those the kernel has built in (the TPM drivers and efivarfs in
+// Debian's amd64 kernel, for one) are satisfied by it.
 func DefaultDrivers() []string {
 	return []string{
 		"virtio_blk", "virtio_pci", "virtio_scsi", "sd_mod", "virtio_console",
 		"dm_mod", "dm_verity", "dm_crypt",
 		"tpm_tis", "tpm_crb",
+		"loop",
 		"efivarfs", "nls_cp437", "nls_iso8859_1",
 	}
 }
@@ -54,7 +57,7 @@ func DefaultFilesystems() []string {
 // systemd-pcrphase with its initrd unit (which dracut's systemd-pcrphase
 // module would only install together with tpm2-tools), the TPM2 libraries
 // systemd 252 loads with dlopen (libtss2-esys, -rc, -mu and the device
-// TCTI), libcryptsetup (which systemd-repart loads with dlopen) and
+// TCTI, with libtss2-sys, which libtss2-esys links), libcryptsetup (which systemd-repart loads with dlopen) and
 // libcryptsetup's systemd-tpm2 token plugin.
 func DefaultInstall() []string {
 	return []string{
@@ -64,9 +67,45 @@ func DefaultInstall() []string {
 		"/usr/lib/*/libcryptsetup.so.12",
 		"/usr/lib/*/cryptsetup/libcryptsetup-token-systemd-tpm2.so",
 		"/usr/lib/*/libtss2-esys.so.0",
+		"/usr/lib/*/libtss2-sys.so.1",
 		"/usr/lib/*/libtss2-rc.so.0",
 		"/usr/lib/*/libtss2-mu.so.0",
 		"/usr/lib/*/libtss2-tcti-device.so.0",
+	}
+}
+
+// File is a file written into the initrd: a regular file of mode 0644,
+// owned by root, in directories of mode 0755.
+type File struct {
+	// Path is absolute, clean, and not the root.
+	Path string
+	Data []byte
+}
+
+func (f File) check() error {
+	if !strings.HasPrefix(f.Path, "/") || path.Clean(f.Path) != f.Path || f.Path == "/" {
+		return fmt.Errorf("initrd: file %q: want a clean absolute path", f.Path)
+	}
+	return nil
+}
+
+// DefaultFiles returns the files the default initrd gets besides those of
+// its dracut modules, for a first boot that binds new encrypted volumes
+// to the UKI's signed PCR 11 policy (its .pcrpkey) and unlocks them with
+// its .pcrsig. systemd-stub 252 hands both over as /.extra/ files, which
+// systemd-tmpfiles-setup.service copies to /run/systemd/, where
+// systemd-repart and systemd-cryptsetup 252 look for them; neither unit
+// is ordered after that copy. Without it, repart silently binds to PCR 7
+// alone, and the unlock of an existing root can miss the signature.
+// The device timeout gives repart the time it needs to format the new
+// partitions on a slow disk (or in an emulated machine) before the wait
+// for the root device gives up.
+func DefaultFiles() []File {
+	const after = "[Unit]\nAfter=systemd-tmpfiles-setup.service\n"
+	return []File{
+		{Path: "/usr/lib/systemd/system/systemd-repart.service.d/50-imago-tpm2.conf", Data: []byte(after)},
+		{Path: "/usr/lib/systemd/system/systemd-cryptsetup@.service.d/50-imago-tpm2.conf", Data: []byte(after)},
+		{Path: "/usr/lib/systemd/system.conf.d/50-imago-device-timeout.conf", Data: []byte("[Manager]\nDefaultDeviceTimeoutSec=600\n")},
 	}
 }
 

@@ -189,6 +189,8 @@ func TestResolve(t *testing.T) {
 		"filesystems": func(s *Spec) { s.Filesystems = []string{"erofs"} },
 		"install":     func(s *Spec) { s.Install = DefaultInstall()[:3] },
 		"repart":      func(s *Spec) { s.RepartDir = otherRepart },
+		"files":       func(s *Spec) { s.Files = DefaultFiles()[1:] },
+		"file data":   func(s *Spec) { s.Files = []File{{Path: "/etc/x", Data: []byte("y")}} },
 		"no repart":   func(s *Spec) { s.RepartDir = "" },
 		"gzip":        func(s *Spec) { s.Compression = "gzip" },
 		"level":       func(s *Spec) { s.CompressionLevel = 19 },
@@ -237,6 +239,15 @@ func TestResolve(t *testing.T) {
 		}
 		if _, err := resolve(s); err == nil {
 			t.Errorf("a tree without %s accepted", missing)
+		}
+	}
+}
+
+func TestResolveRefusesBadFilePaths(t *testing.T) {
+	tree := fakeTree(t)
+	for _, p := range []string{"etc/x", "/", "/etc/../x", "/etc//x", ""} {
+		if _, err := resolve(Spec{Tree: tree, Files: []File{{Path: p}}}); err == nil || !strings.Contains(err.Error(), "clean absolute path") {
+			t.Errorf("file path %q: %v", p, err)
 		}
 	}
 }

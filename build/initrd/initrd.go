@@ -41,6 +41,9 @@ type Spec struct {
 	// the tree, each of which must match; dracut adds the libraries they
 	// link. nil means DefaultInstall.
 	Install []string
+	// Files are further files written into the initrd, such as unit
+	// drop-ins; nil means DefaultFiles.
+	Files []File
 	// RepartDir is a directory on the host whose *.conf files become
 	// /usr/lib/repart.d in the initrd; the mkfs programs their Format=
 	// lines name are installed too. "" means none.
@@ -131,6 +134,14 @@ func resolve(spec Spec) (*resolved, error) {
 	}
 	if r.Install == nil {
 		r.Install = DefaultInstall()
+	}
+	if r.Files == nil {
+		r.Files = DefaultFiles()
+	}
+	for _, f := range r.Files {
+		if err := f.check(); err != nil {
+			return nil, err
+		}
 	}
 	for _, list := range [][]string{r.Modules, r.Drivers, r.Filesystems} {
 		for _, w := range list {
@@ -236,6 +247,9 @@ func (r *resolved) key() string {
 	for _, f := range r.repart {
 		field("repart", f.Name, sha256Hex(f.Data))
 	}
+	for _, f := range r.Files {
+		field("file", f.Path, sha256Hex(f.Data))
+	}
 	field("compression", r.Compression, strconv.Itoa(r.level))
 	epoch := ""
 	if r.SourceDateEpoch != nil {
@@ -303,6 +317,9 @@ func Build(ctx context.Context, spec Spec, out string, opts Options) (*Result, e
 	}
 	for _, p := range r.install {
 		req.files = append(req.files, strings.TrimPrefix(p, "/"))
+	}
+	for _, f := range r.Files {
+		req.files = append(req.files, strings.TrimPrefix(f.Path, "/"))
 	}
 	dc, err := c.check(req)
 	if err != nil {
@@ -380,6 +397,19 @@ func runDracut(ctx context.Context, r *resolved, opts Options) ([]byte, error) {
 			}
 		}
 		args = append(args, "--include", "/var/tmp/imago-repart.d", "/usr/lib/repart.d")
+	}
+	if len(r.Files) > 0 {
+		dir := filepath.Join(work, "imago-files")
+		for _, f := range r.Files {
+			p := filepath.Join(dir, f.Path)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return nil, fmt.Errorf("initrd: %w", err)
+			}
+			if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+				return nil, fmt.Errorf("initrd: %w", err)
+			}
+		}
+		args = append(args, "--include", "/var/tmp/imago-files", "/")
 	}
 	args = append(args, "/var/tmp/imago-initrd.cpio")
 
