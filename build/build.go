@@ -34,7 +34,6 @@ package build
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -165,6 +164,7 @@ type builder struct {
 	cacheDir string
 	log      bytes.Buffer
 	steps    []StepTime
+	keys     *keys.Set // see keySet
 }
 
 func (b *builder) progress(format string, args ...any) {
@@ -298,6 +298,38 @@ func Run(ctx context.Context, def *config.Definition, opts Options) (*Result, er
 	return res, nil
 }
 
+// signManifest writes SHA256SUMS.gpg, the detached OpenPGP signature of
+// SHA256SUMS, when the definition asks for it.
+func (b *builder) signManifest(res *Result) error {
+	u, err := b.updateSigner()
+	if err != nil || u == nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(b.out, "SHA256SUMS"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var at time.Time
+	if b.epoch != nil {
+		at = *b.epoch
+	}
+	sig, err := u.Sign(f, at)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(b.out, "SHA256SUMS.gpg"), sig, 0o644); err != nil {
+		return err
+	}
+	a, err := describe(b.out, "SHA256SUMS.gpg")
+	if err != nil {
+		return err
+	}
+	res.Artifacts = append(res.Artifacts, a)
+	b.progress("artifact %s: signed by %s", a.Name, u.Fingerprint())
+	return nil
+}
+
 // deriveSeed returns the seed of every UUID and salt of the build: the
 // definition's hash and the version label, hashed, as a version 4 UUID.
 func deriveSeed(defHash, label string) dps.UUID {
@@ -353,7 +385,7 @@ func (b *builder) prepareOutput() error {
 // machine's state beside the image) is left alone.
 func isOutputName(label, name string) bool {
 	switch name {
-	case "SHA256SUMS", label + ".raw", label + ".efi", label + ".verity.crt",
+	case "SHA256SUMS", "SHA256SUMS.gpg", label + ".raw", label + ".efi", label + ".verity.crt",
 		label + ".manifest", label + ".hermetic.txt", label + ".build.log":
 		return true
 	}
@@ -449,7 +481,40 @@ func (b *builder) content(ctx context.Context) error {
 	if err := b.installConfDir(b.def.RepartDir, "usr/lib/repart.d"); err != nil {
 		return err
 	}
-	return b.installConfDir(b.def.SysupdateDir, "usr/lib/sysupdate.d")
+	if err := b.installConfDir(b.def.SysupdateDir, "usr/lib/sysupdate.d"); err != nil {
+		return err
+	}
+	return b.installUpdateKeyring()
+}
+
+// UpdateKeyringPath is where the image carries the public key that signs
+// its updates' SHA256SUMS: the keyring systemd-sysupdate and `imago
+// update` check SHA256SUMS.gpg against when /etc has none.
+const UpdateKeyringPath = "usr/lib/systemd/import-pubring.gpg"
+
+// installUpdateKeyring puts the update signing key's public half into the
+// tree, so that the image trusts the updates its builder signs.
+func (b *builder) installUpdateKeyring() error {
+	u, err := b.updateSigner()
+	if err != nil || u == nil {
+		return err
+	}
+	ring, err := u.Keyring()
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(b.tree, UpdateKeyringPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, ring, 0o644); err != nil {
+		return err
+	}
+	b.progress("content: update signing key %s in /%s", u.Fingerprint(), UpdateKeyringPath)
+	if b.epoch != nil {
+		return os.Chtimes(p, *b.epoch, *b.epoch)
+	}
+	return nil
 }
 
 // installConfDir copies the *.conf files of src into the tree at dst,
@@ -493,14 +558,8 @@ func (b *builder) installConfDir(src, dst string) error {
 // initrd is step 2: the systemd initrd, with the definition's repart.d.
 func (b *builder) initrd(ctx context.Context, out string) (*initrd.Result, error) {
 	res, err := initrd.Build(ctx, initrd.Spec{
-		Tree:      b.tree,
-		RepartDir: b.def.RepartDir,
-		// systemd-repart 252 formats new partitions through a loop
-		// device ("Failed to make loopback device of future partition"
-		// without it), and libtss2-esys links libtss2-sys, without which
-		// systemd's dlopen of the TPM2 libraries fails.
-		Drivers:         append(initrd.DefaultDrivers(), "loop"),
-		Install:         append(initrd.DefaultInstall(), "/usr/lib/*/libtss2-sys.so.1"),
+		Tree:            b.tree,
+		RepartDir:       b.def.RepartDir,
 		SourceDateEpoch: b.epoch,
 	}, out, initrd.Options{CacheDir: b.cacheDir, Progress: b.opts.Progress})
 	if err != nil {
@@ -652,75 +711,6 @@ func (b *builder) verity(usrPath string, usrSize int64) (*verityResult, error) {
 	return res, nil
 }
 
-// verityKey returns the certificate and key that sign the root hash: the
-// definition's VerityKey=/VerityCertificate=, else imago's key set.
-func (b *builder) verityKey() (*x509.Certificate, crypto.Signer, error) {
-	v := b.def.Validation
-	if v.VerityKey != "" || v.VerityCertificate != "" {
-		if v.VerityKey == "" || v.VerityCertificate == "" {
-			return nil, nil, errors.New("validation: VerityKey= and VerityCertificate= must be given together")
-		}
-		return loadCertifiedKey(v.VerityCertificate, v.VerityKey)
-	}
-	dir := b.opts.KeysDir
-	if dir == "" {
-		var err error
-		if dir, err = keys.DefaultDir(); err != nil {
-			return nil, nil, err
-		}
-	}
-	set, generated, err := keys.LoadOrGenerate(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	if generated {
-		b.progress("generated a key set in %s", dir)
-	}
-	return set.Verity.Certificate, set.Verity.PrivateKey, nil
-}
-
-// loadCertifiedKey reads a PEM certificate and a PEM private key (PKCS#8,
-// PKCS#1 or SEC 1).
-func loadCertifiedKey(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
-	block, err := readPEM(certPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", certPath, err)
-	}
-	kb, err := readPEM(keyPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	var key any
-	if key, err = x509.ParsePKCS8PrivateKey(kb.Bytes); err != nil {
-		if key, err = x509.ParsePKCS1PrivateKey(kb.Bytes); err != nil {
-			if key, err = x509.ParseECPrivateKey(kb.Bytes); err != nil {
-				return nil, nil, fmt.Errorf("%s: not a PKCS#8, PKCS#1 or SEC 1 private key", keyPath)
-			}
-		}
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, nil, fmt.Errorf("%s: key cannot sign", keyPath)
-	}
-	return cert, signer, nil
-}
-
-func readPEM(path string) (*pem.Block, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	return block, nil
-}
-
 // ukiResult is the outcome of step 6.
 type ukiResult struct {
 	path, cmdline, kernelVersion string
@@ -762,15 +752,28 @@ func (b *builder) uki(initrdPath string, rootHash []byte) (*ukiResult, error) {
 		return nil, err
 	}
 	cmdline := strings.Join(append(b.baseCmdline(rootHash), b.def.Content.KernelCommandLine...), " ")
-	image, err := uki.Build(stub, &uki.Input{
+	var opts uki.BuildOptions
+	if opts.PCR, err = b.pcrSigning(); err != nil {
+		return nil, err
+	}
+	if opts.SecureBootCertificate, opts.SecureBootKey, err = b.secureBootKey(); err != nil {
+		return nil, err
+	}
+	image, err := uki.BuildSigned(stub, &uki.Input{
 		Linux:     linux,
 		Initrds:   [][]byte{rd},
 		Cmdline:   []byte(cmdline),
 		OSRelease: osrel,
 		Uname:     []byte(k.Version),
-	})
+	}, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.PCR != nil {
+		b.progress("uki: PCR 11 predictions signed (.pcrsig, .pcrpkey)")
+	}
+	if opts.SecureBootCertificate != nil {
+		b.progress("uki: signed for Secure Boot by %s", opts.SecureBootCertificate.Subject)
 	}
 	res := &ukiResult{path: filepath.Join(b.work, "uki.efi"), cmdline: cmdline, kernelVersion: k.Version}
 	if err := os.WriteFile(res.path, image, 0o644); err != nil {
@@ -817,11 +820,27 @@ func (b *builder) esp(ctx context.Context, out, ukiPath string) error {
 	if err != nil {
 		return err
 	}
+	loader, err := b.signBootLoader(filepath.Join(b.tree, "usr/lib/systemd/boot/efi", names[1]))
+	if err != nil {
+		return err
+	}
+	enroll, err := b.autoEnrollKeys()
+	if err != nil {
+		return err
+	}
+	var conf esp.LoaderConf
+	if enroll != nil {
+		// systemd-boot 252 enrolls loader/keys/auto/ without asking when
+		// the firmware is in setup mode, then resets the machine.
+		conf.SecureBootEnroll = "force"
+	}
 	volume := b.derive("esp-volume")
 	res, err := esp.Build(ctx, esp.Spec{
 		Architecture:    arch,
-		BootLoader:      filepath.Join(b.tree, "usr/lib/systemd/boot/efi", names[1]),
+		BootLoader:      loader,
 		UKIs:            []esp.UKI{{Source: ukiPath, Name: name}},
+		Loader:          conf,
+		SecureBootKeys:  enroll,
 		UUID:            (*[16]byte)(&volume),
 		SourceDateEpoch: b.epoch,
 		TempDir:         b.work,
@@ -981,6 +1000,9 @@ func (b *builder) artifacts(res *Result, manifest debian.Manifest, report *herme
 		}
 		res.Artifacts = append(res.Artifacts, a)
 		b.progress("artifact %s: %d bytes, sha256 %s", a.Name, a.Size, a.SHA256)
+		if err := b.signManifest(res); err != nil {
+			return err
+		}
 	}
 	res.Image = filepath.Join(b.out, b.label+".raw")
 	return nil

@@ -133,24 +133,80 @@ func (s *Set) UpdateKeyring() ([]byte, error) {
 // errNoUpdateKey is returned for a Set made neither by Load nor Generate.
 var errNoUpdateKey = errors.New("keys: the set has no OpenPGP update signing key")
 
-// SignUpdateManifest returns a binary detached OpenPGP signature of
-// manifest (SHA256SUMS.gpg for SHA256SUMS), made at time at (the current
-// time if zero). A time before the key's creation, such as an old
-// SOURCE_DATE_EPOCH, is taken as the creation time, since gpg refuses
-// signatures older than their key. The same manifest and time give the
-// same bytes.
+// SignUpdateManifest signs manifest with the set's update key (see
+// UpdateSigner.Sign).
 func (s *Set) SignUpdateManifest(manifest io.Reader, at time.Time) ([]byte, error) {
+	u, err := s.UpdateSigner()
+	if err != nil {
+		return nil, err
+	}
+	return u.Sign(manifest, at)
+}
+
+// UpdateSigner signs update manifests with an OpenPGP secret key: the key
+// set's or one a build definition names (mkosi's Key=).
+type UpdateSigner struct {
+	entity *openpgp.Entity
+}
+
+// UpdateSigner returns the signer of the set's update key.
+func (s *Set) UpdateSigner() (*UpdateSigner, error) {
 	if s.update == nil {
 		return nil, errNoUpdateKey
 	}
+	return &UpdateSigner{s.update}, nil
+}
+
+// ReadUpdateSigner reads an OpenPGP secret key file, ASCII-armored or
+// binary as `gpg --export-secret-keys` writes it, holding one key without
+// a passphrase.
+func ReadUpdateSigner(path string) (*UpdateSigner, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
+	if err != nil {
+		if el, err = openpgp.ReadKeyRing(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("keys: %s: not an OpenPGP secret key: %w", path, err)
+		}
+	}
+	if len(el) != 1 || el[0].PrivateKey == nil {
+		return nil, fmt.Errorf("keys: %s: want one OpenPGP secret key, got %d keys", path, len(el))
+	}
+	if el[0].PrivateKey.Encrypted {
+		return nil, fmt.Errorf("keys: %s: the OpenPGP secret key is protected by a passphrase", path)
+	}
+	return &UpdateSigner{el[0]}, nil
+}
+
+// Fingerprint returns the key's fingerprint in uppercase hex, as gpg
+// prints it.
+func (u *UpdateSigner) Fingerprint() string {
+	return strings.ToUpper(hex.EncodeToString(u.entity.PrimaryKey.Fingerprint))
+}
+
+// Keyring returns the binary public keyring of the key: the content of
+// import-pubring.gpg on the machines that verify its signatures.
+func (u *UpdateSigner) Keyring() ([]byte, error) {
+	return encodeUpdateKeyring(u.entity)
+}
+
+// Sign returns a binary detached OpenPGP signature of manifest
+// (SHA256SUMS.gpg for SHA256SUMS), made at time at (the current time if
+// zero). A time before the key's creation, such as an old
+// SOURCE_DATE_EPOCH, is taken as the creation time, since gpg refuses
+// signatures older than their key. The same manifest and time give the
+// same bytes.
+func (u *UpdateSigner) Sign(manifest io.Reader, at time.Time) ([]byte, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if created := s.update.PrimaryKey.CreationTime; at.Before(created) {
+	if created := u.entity.PrimaryKey.CreationTime; at.Before(created) {
 		at = created
 	}
 	var buf bytes.Buffer
-	if err := openpgp.DetachSign(&buf, s.update, manifest, openpgpConfig(at.Truncate(time.Second))); err != nil {
+	if err := openpgp.DetachSign(&buf, u.entity, manifest, openpgpConfig(at.Truncate(time.Second))); err != nil {
 		return nil, fmt.Errorf("keys: signing the update manifest: %w", err)
 	}
 	return buf.Bytes(), nil

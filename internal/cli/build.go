@@ -30,9 +30,14 @@ func newBuildCmd(e *env) *cobra.Command {
 		Long: `Builds the image definition in DIR (imago.conf, imago.conf.d/, repart.d/,
 sysupdate.d/) into a GPT disk image IMAGEID_VERSION.raw and the update
 artifacts of that version: the usr, usr-verity and usr-verity-sig partition
-images, the UKI, SHA256SUMS, the package manifest, the hermetic report and
-the build log. With no DIR it builds imago's reference image into
-./imago.output.
+images, the UKI, SHA256SUMS and SHA256SUMS.gpg, the package manifest, the
+hermetic report and the build log. With no DIR it builds imago's reference
+image into ./imago.output.
+
+Signing follows [Validation]: systemd-boot and the UKI for Secure Boot, the
+UKI's PCR 11 predictions (.pcrsig, .pcrpkey), the verity root hash, and
+SHA256SUMS. Keys the definition does not name come from imago's key set
+(see imago keys), generated on first use.
 
 Progress goes to standard error, the summary to standard output (--json:
 as JSON). SOURCE_DATE_EPOCH in the environment clamps every timestamp, for
