@@ -292,12 +292,14 @@ func (c *console) waitFor(ctx context.Context, re *regexp.Regexp, timeout time.D
 // matchLines looks for the first complete line of b that matches re (and
 // the unterminated last line too when final). It returns the submatches,
 // the offset just past the matching line, and the offset up to which b
-// holds only complete lines that did not match.
+// holds only complete lines that did not match (an unterminated last line
+// is never counted as scanned).
 func matchLines(b []byte, re *regexp.Regexp, final bool) (match []string, next, scanned int) {
 	off := 0
 	for off < len(b) {
 		i := bytes.IndexByte(b[off:], '\n')
-		if i < 0 {
+		unterminated := i < 0
+		if unterminated {
 			if !final {
 				return nil, 0, off
 			}
@@ -310,6 +312,11 @@ func matchLines(b []byte, re *regexp.Regexp, final bool) (match []string, next, 
 		}
 		if m := re.FindStringSubmatch(line); m != nil {
 			return m, end, off
+		}
+		if unterminated {
+			// The rest of the line may still come: look at it whole
+			// next time.
+			return nil, 0, off
 		}
 		off = end
 	}
