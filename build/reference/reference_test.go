@@ -13,6 +13,7 @@ func TestFiles(t *testing.T) {
 	want := []string{
 		"extra/usr/lib/systemd/network/80-imago-dhcp.network",
 		"extra/usr/lib/systemd/system/multi-user.target.d/10-imago-network.conf",
+		"extra/usr/lib/systemd/system/systemd-cryptsetup@.service.d/50-imago-udev-settle.conf",
 		"imago.conf",
 		"repart.d/10-usr-a.conf", "repart.d/11-usr-a-verity.conf", "repart.d/12-usr-a-verity-sig.conf",
 		"repart.d/20-usr-b.conf", "repart.d/21-usr-b-verity.conf", "repart.d/22-usr-b-verity-sig.conf",
