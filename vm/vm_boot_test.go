@@ -28,20 +28,7 @@ import (
 // missing, and returns the kernel and initrd to boot.
 func requireBoot(t *testing.T) (*vmtest.Kernel, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots a virtual machine")
-	}
-	testutil.RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	testutil.RequireTool(t, "swtpm", "swtpm")
-	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE_4M.fd"); err != nil {
-		if testutil.InCI() {
-			t.Fatal("OVMF not found (install the Debian package ovmf)")
-		}
-		t.Skip("OVMF not found (install the Debian package ovmf)")
-	}
-	if vm.HostArch() != vm.ArchX86_64 {
-		t.Skip("the boot tests run on x86-64")
-	}
+	vmtest.RequireMachine(t)
 	k := vmtest.RequireKernel(t)
 	return k, vmtest.Initrd(t, k)
 }

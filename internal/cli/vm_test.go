@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imago-os/imago/internal/testutil"
-	"github.com/imago-os/imago/vm"
 	"github.com/imago-os/imago/vm/vmtest"
 )
 
@@ -58,20 +56,7 @@ func TestYesNo(t *testing.T) {
 // when qemu, OVMF or swtpm is missing.
 func requireVM(t *testing.T) (*vmtest.Kernel, string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("boots a virtual machine")
-	}
-	if vm.HostArch() != vm.ArchX86_64 {
-		t.Skip("the boot tests run on x86-64")
-	}
-	testutil.RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	testutil.RequireTool(t, "swtpm", "swtpm")
-	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE_4M.fd"); err != nil {
-		if testutil.InCI() {
-			t.Fatal("OVMF not found (install the Debian package ovmf)")
-		}
-		t.Skip("OVMF not found (install the Debian package ovmf)")
-	}
+	vmtest.RequireMachine(t)
 	k := vmtest.RequireKernel(t)
 	return k, vmtest.Initrd(t, k)
 }

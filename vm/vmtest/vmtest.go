@@ -395,3 +395,24 @@ func (c *cpioWriter) data(name string, mode uint32, data []byte) {
 }
 
 func (c *cpioWriter) trailer() { c.header("TRAILER!!!", 0, 0, 0, 0, 1) }
+
+// RequireMachine skips the test, or fails it under CI, unless this host
+// can boot the x86-64 guests of the tests: qemu-system-x86_64, swtpm and
+// OVMF. Short tests skip it.
+func RequireMachine(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a virtual machine")
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the boot tests run on x86-64")
+	}
+	testutil.RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	testutil.RequireTool(t, "swtpm", "swtpm")
+	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE_4M.fd"); err != nil {
+		if testutil.InCI() {
+			t.Fatal("OVMF not found (install the Debian package ovmf)")
+		}
+		t.Skip("OVMF not found (install the Debian package ovmf)")
+	}
+}
