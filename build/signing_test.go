@@ -18,13 +18,14 @@ import (
 
 // TestReferenceSigned checks what the reference image's signing produces:
 // the UKI and systemd-boot in the ESP carry Authenticode signatures by the
-// key set's db key that sbverify accepts, the UKI has .pcrpkey (the key
+// key set's db key that sbverify and osslsigncode accept, the UKI has .pcrpkey (the key
 // set's PCR key) and .pcrsig, the ESP holds the enrollment files and
 // "secure-boot-enroll force", and SHA256SUMS.gpg verifies with gpgv
 // against the keyring the image carries.
 func TestReferenceSigned(t *testing.T) {
 	res := sharedReference(t)
 	sbverify := testutil.RequireTool(t, "sbverify", "sbsigntool")
+	osslsigncode := testutil.RequireTool(t, "osslsigncode", "osslsigncode")
 	mcopy := testutil.RequireTool(t, "mcopy", "mtools")
 	gpgv := testutil.RequireTool(t, "gpgv", "gpgv")
 	set, err := keys.Load(shared.keys)
@@ -47,6 +48,7 @@ func TestReferenceSigned(t *testing.T) {
 		t.Error("UKI verifies against the KEK certificate, which did not sign it")
 	}
 	testutil.Run(t, sbverify, "--cert", dbCert, ukiPath)
+	testutil.Run(t, osslsigncode, "verify", "-CAfile", dbCert, ukiPath)
 	info, err := uki.Inspect(image)
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +93,7 @@ func TestReferenceSigned(t *testing.T) {
 			t.Errorf("%s: %v", loader, err)
 		}
 		testutil.Run(t, sbverify, "--cert", dbCert, filepath.Join(work, strings.ReplaceAll(loader, "/", "_")))
+		testutil.Run(t, osslsigncode, "verify", "-CAfile", dbCert, filepath.Join(work, strings.ReplaceAll(loader, "/", "_")))
 	}
 	if got := fromESP("EFI/Linux/" + res.Label + ".efi"); !bytes.Equal(got, image) {
 		t.Error("the ESP's UKI differs from the UKI artifact")
