@@ -759,6 +759,9 @@ func (b *builder) uki(initrdPath string, rootHash []byte) (*ukiResult, error) {
 	if opts.SecureBootCertificate, opts.SecureBootKey, err = b.secureBootKey(); err != nil {
 		return nil, err
 	}
+	if b.epoch != nil {
+		opts.SecureBootTime = *b.epoch
+	}
 	image, err := uki.BuildSigned(stub, &uki.Input{
 		Linux:     linux,
 		Initrds:   [][]byte{rd},

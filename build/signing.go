@@ -195,7 +195,11 @@ func (b *builder) signBootLoader(src string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("systemd-boot (package systemd-boot-efi): %w", err)
 	}
-	signed, err := authenticode.Sign(data, cert, key)
+	var opts authenticode.Options
+	if b.epoch != nil {
+		opts.Time = *b.epoch
+	}
+	signed, err := authenticode.SignWithOptions(data, cert, key, opts)
 	if err != nil {
 		return "", fmt.Errorf("signing %s: %w", src, err)
 	}

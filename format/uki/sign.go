@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/imago-os/imago/format/authenticode"
 	"github.com/imago-os/imago/format/measure"
@@ -134,6 +135,9 @@ type BuildOptions struct {
 	// the finished image (authenticode.Sign), the last step.
 	SecureBootCertificate *x509.Certificate
 	SecureBootKey         crypto.Signer
+	// SecureBootTime is the signature's signing time; zero means now. A
+	// fixed time (SOURCE_DATE_EPOCH) makes the signed image reproducible.
+	SecureBootTime time.Time
 }
 
 // BuildSigned builds a UKI as ukify 254 does with its signing options: the
@@ -154,7 +158,8 @@ func BuildSigned(stub []byte, in *Input, opts BuildOptions) ([]byte, error) {
 		return nil, errors.New("uki: Secure Boot signing needs both a certificate and a key")
 	}
 	if opts.SecureBootKey != nil {
-		if image, err = authenticode.Sign(image, opts.SecureBootCertificate, opts.SecureBootKey); err != nil {
+		if image, err = authenticode.SignWithOptions(image, opts.SecureBootCertificate, opts.SecureBootKey,
+			authenticode.Options{Time: opts.SecureBootTime}); err != nil {
 			return nil, fmt.Errorf("uki: %w", err)
 		}
 	}
