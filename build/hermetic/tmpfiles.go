@@ -233,6 +233,10 @@ func parseTmpfilesLine(line string) (TmpfilesLine, bool, error) {
 	if len(cols) < 2 {
 		return TmpfilesLine{}, false, fmt.Errorf("tmpfiles line %q: syntax error", line)
 	}
+	if cols[0] == "" {
+		// A quoted empty word: systemd-tmpfiles knows no such type.
+		return TmpfilesLine{}, false, fmt.Errorf("tmpfiles line %q: empty type", line)
+	}
 	for len(cols) < 6 {
 		cols = append(cols, "-")
 	}
