@@ -164,7 +164,8 @@ type builder struct {
 	cacheDir string
 	log      bytes.Buffer
 	steps    []StepTime
-	keys     *keys.Set // see keySet
+	keys     *keys.Set          // see keySet
+	update   *keys.UpdateSigner // see updateSigner
 }
 
 func (b *builder) progress(format string, args ...any) {

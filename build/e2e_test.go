@@ -108,12 +108,6 @@ func sharedReference(t *testing.T) *Result {
 	return shared.res
 }
 
-// requireVM skips (or fails under CI) when qemu, swtpm or OVMF is missing.
-func requireVM(t *testing.T) {
-	t.Helper()
-	vmtest.RequireMachine(t)
-}
-
 // Timeouts of the waits on a guest, for software emulation on a busy
 // two-core host; KVM needs a small fraction of them.
 const (
@@ -329,7 +323,7 @@ f failed 'systemctl --failed --plain --no-legend | cut -d" " -f1'
 // block while the rest of /usr reads.
 func TestReferenceImageFirstAndSecondBoot(t *testing.T) {
 	res := sharedReference(t)
-	requireVM(t)
+	vmtest.RequireMachine(t)
 	// 4 GiB leave room for /home besides root and swap.
 	cfg := vm.Config{Image: res.Image, StateDir: filepath.Join(t.TempDir(), "machine"), TPM: true, DiskSize: 4 << 30}
 
@@ -439,7 +433,7 @@ func TestReferenceImageFirstAndSecondBoot(t *testing.T) {
 // table.
 func TestReferenceImageGrowsWithTheDisk(t *testing.T) {
 	res := sharedReference(t)
-	requireVM(t)
+	vmtest.RequireMachine(t)
 	sizes := map[int64]int64{}
 	homes := map[int64]bool{}
 	for _, diskSize := range []int64{3 << 30, 6 << 30} {

@@ -18,6 +18,7 @@ import (
 	"github.com/imago-os/imago/internal/testutil"
 	"github.com/imago-os/imago/keys"
 	"github.com/imago-os/imago/vm"
+	"github.com/imago-os/imago/vm/vmtest"
 )
 
 // espFiles reads and writes files of the ESP inside a disk image, with
@@ -159,7 +160,7 @@ f failed 'systemctl --failed --plain --no-legend | cut -d" " -f1'
 //     Boot accepts it) but does not unlock the root.
 func TestReferenceImageSecureBoot(t *testing.T) {
 	res := sharedReference(t)
-	requireVM(t)
+	vmtest.RequireMachine(t)
 	if _, err := os.Stat("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"); err != nil {
 		t.Fatalf("OVMF's Secure Boot firmware: %v", err)
 	}

@@ -48,17 +48,7 @@ func (b *builder) keySet() (*keys.Set, error) {
 // definition's VerityKey=/VerityCertificate=, else imago's key set.
 func (b *builder) verityKey() (*x509.Certificate, crypto.Signer, error) {
 	v := b.def.Validation
-	if v.VerityKey != "" || v.VerityCertificate != "" {
-		if v.VerityKey == "" || v.VerityCertificate == "" {
-			return nil, nil, errors.New("validation: VerityKey= and VerityCertificate= must be given together")
-		}
-		return loadCertifiedKey(v.VerityCertificate, v.VerityKey)
-	}
-	set, err := b.keySet()
-	if err != nil {
-		return nil, nil, err
-	}
-	return set.Verity.Certificate, set.Verity.PrivateKey, nil
+	return b.certifiedKey("Verity", v.VerityKey, v.VerityCertificate, func(s *keys.Set) keys.CertifiedKey { return s.Verity })
 }
 
 // secureBootKey returns the certificate and key that sign for Secure Boot,
@@ -69,17 +59,27 @@ func (b *builder) secureBootKey() (*x509.Certificate, crypto.Signer, error) {
 	if !v.SecureBoot {
 		return nil, nil, nil
 	}
-	if v.SecureBootKey != "" || v.SecureBootCertificate != "" {
-		if v.SecureBootKey == "" || v.SecureBootCertificate == "" {
-			return nil, nil, errors.New("validation: SecureBootKey= and SecureBootCertificate= must be given together")
+	return b.certifiedKey("SecureBoot", v.SecureBootKey, v.SecureBootCertificate, func(s *keys.Set) keys.CertifiedKey {
+		return keys.CertifiedKey{Certificate: s.DB.Certificate, PrivateKey: s.DB.PrivateKey}
+	})
+}
+
+// certifiedKey returns the definition's NAMEKey= and NAMECertificate=
+// (keyPath, certPath) when given, both or neither, else fromSet's pair
+// of imago's key set.
+func (b *builder) certifiedKey(name, keyPath, certPath string, fromSet func(*keys.Set) keys.CertifiedKey) (*x509.Certificate, crypto.Signer, error) {
+	if keyPath != "" || certPath != "" {
+		if keyPath == "" || certPath == "" {
+			return nil, nil, fmt.Errorf("validation: %sKey= and %sCertificate= must be given together", name, name)
 		}
-		return loadCertifiedKey(v.SecureBootCertificate, v.SecureBootKey)
+		return loadCertifiedKey(certPath, keyPath)
 	}
 	set, err := b.keySet()
 	if err != nil {
 		return nil, nil, err
 	}
-	return set.DB.Certificate, set.DB.PrivateKey, nil
+	k := fromSet(set)
+	return k.Certificate, k.PrivateKey, nil
 }
 
 // pcrSigning returns how the UKI's PCR 11 predictions are signed, or nil
@@ -164,23 +164,26 @@ func (b *builder) autoEnrollKeys() (*esp.SecureBootKeys, error) {
 
 // updateSigner returns the OpenPGP key that signs SHA256SUMS, or nil
 // without Sign=: the definition's Key=, else the key set's update key.
+// It is read once per build.
 func (b *builder) updateSigner() (*keys.UpdateSigner, error) {
 	v := b.def.Validation
-	if !v.Sign {
-		return nil, nil
+	if !v.Sign || b.update != nil {
+		return b.update, nil
 	}
 	if v.Key != "" {
 		u, err := keys.ReadUpdateSigner(v.Key)
 		if err != nil {
 			return nil, fmt.Errorf("validation: Key=: %w", err)
 		}
+		b.update = u
 		return u, nil
 	}
 	set, err := b.keySet()
 	if err != nil {
 		return nil, err
 	}
-	return set.UpdateSigner()
+	b.update, err = set.UpdateSigner()
+	return b.update, err
 }
 
 // signBootLoader writes systemd-boot signed for Secure Boot into the work

@@ -118,16 +118,17 @@ func (s *Set) UpdateKeyFingerprint() string {
 	if s.update == nil {
 		return ""
 	}
-	return strings.ToUpper(hex.EncodeToString(s.update.PrimaryKey.Fingerprint))
+	return (&UpdateSigner{s.update}).Fingerprint()
 }
 
 // UpdateKeyring returns the binary public keyring of the update signing
 // key, the content of import-pubring.gpg.
 func (s *Set) UpdateKeyring() ([]byte, error) {
-	if s.update == nil {
-		return nil, errNoUpdateKey
+	u, err := s.UpdateSigner()
+	if err != nil {
+		return nil, err
 	}
-	return encodeUpdateKeyring(s.update)
+	return u.Keyring()
 }
 
 // errNoUpdateKey is returned for a Set made neither by Load nor Generate.
