@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-2}
 [ "$(id -u)" -eq 0 ] || die "imago build needs root"
 ensure_go
-ensure_packages mmdebstrap erofs-utils dosfstools mtools jq
+ensure_packages mmdebstrap erofs-utils dosfstools mtools zstd jq
 log "building imago"
 build_imago
 imago=$PWD/bin/imago
