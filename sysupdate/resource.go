@@ -93,8 +93,22 @@ type Env struct {
 	ESP, XBOOTLDR string
 	// Image stands for partition targets with Path=auto.
 	Image string
-	// HTTPClient fetches manifests; nil means http.DefaultClient.
+	// HTTPClient fetches manifests and payloads; nil means
+	// http.DefaultClient.
 	HTTPClient *http.Client
+	// Verify, when not nil, overrides every transfer's Verify= (the
+	// --verify= option): false skips only the SHA256SUMS.gpg check.
+	Verify *bool
+	// Keyring is the OpenPGP public keyring SHA256SUMS.gpg is checked
+	// against; "" means systemd's locations below Root.
+	Keyring string
+	// CacheDir holds downloads, complete and partial, so that an
+	// interrupted download resumes; "" means /var/cache/imago/sysupdate
+	// below Root.
+	CacheDir string
+	// Progress, when not nil, is told how a download or a write
+	// advances: the instance name, bytes done and total (-1 if unknown).
+	Progress func(name string, done, total int64)
 }
 
 func joinRoot(root, p string) string {
