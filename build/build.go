@@ -82,6 +82,9 @@ type Options struct {
 	KeepWorkDir bool
 	// Progress receives one line per event when not nil.
 	Progress func(msg string)
+	// ImagoBinary is the imago executable that InstallImago=yes puts into
+	// the image; the command line passes its own.
+	ImagoBinary string
 }
 
 // Artifact is one file the build wrote into the output directory.
@@ -432,6 +435,31 @@ func (b *builder) packages(ctx context.Context) (*debian.Result, error) {
 	return res, nil
 }
 
+// installImago copies the imago executable to /usr/bin/imago in the tree.
+func (b *builder) installImago() error {
+	if b.opts.ImagoBinary == "" {
+		return errors.New("no imago executable given to copy into the image")
+	}
+	src, err := os.Open(b.opts.ImagoBinary)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst := filepath.Join(b.tree, "usr/bin/imago")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 // content applies the definition's content steps to the tree, in the order
 // docs/definition.md gives, and installs repart.d and sysupdate.d.
 func (b *builder) content(ctx context.Context) error {
@@ -444,6 +472,11 @@ func (b *builder) content(ctx context.Context) error {
 		// cp -a keeps modes, owners, links and extended attributes.
 		if _, err := toolexec.Run(ctx, "cp", []string{"-a", "--no-target-directory", t.Source + "/.", target}); err != nil {
 			return fmt.Errorf("content: ExtraTrees=%s: %w", t.Source, err)
+		}
+	}
+	if c.InstallImago {
+		if err := b.installImago(); err != nil {
+			return fmt.Errorf("content: InstallImago=yes: %w", err)
 		}
 	}
 	env := []string{"BUILDROOT=" + b.tree, "SRCDIR=" + b.def.Dir, "IMAGE_ID=" + b.def.Output.ImageID, "IMAGE_VERSION=" + b.def.Output.ImageVersion}

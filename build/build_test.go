@@ -112,7 +112,7 @@ func buildReference(t *testing.T, out, keysDir string, epoch time.Time) *Result 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
-	res, err := Run(ctx, def, Options{SourceDateEpoch: &epoch, KeysDir: keysDir, Progress: func(m string) {
+	res, err := Run(ctx, def, Options{SourceDateEpoch: &epoch, KeysDir: keysDir, ImagoBinary: imagoBinary(t), Progress: func(m string) {
 		if !strings.HasPrefix(m, "I: ") {
 			t.Log(m)
 		}

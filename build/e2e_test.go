@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -44,12 +45,43 @@ var shared struct {
 	log  strings.Builder
 }
 
+// imagoExe is the imago executable the reference image gets
+// (InstallImago=yes), built once per test binary.
+var imagoExe struct {
+	once sync.Once
+	dir  string // removed by TestMain
+	path string
+	err  error
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
+	for _, d := range []string{shared.dir, imagoExe.dir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
+}
+
+// imagoBinary builds cmd/imago, statically, for the images the tests build.
+func imagoBinary(t *testing.T) string {
+	t.Helper()
+	imagoExe.once.Do(func() {
+		if imagoExe.dir, imagoExe.err = os.MkdirTemp("", "imago-exe-"); imagoExe.err != nil {
+			return
+		}
+		imagoExe.path = filepath.Join(imagoExe.dir, "imago")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", imagoExe.path, "github.com/imago-os/imago/cmd/imago")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			imagoExe.err = fmt.Errorf("go build cmd/imago: %v\n%s", err, out)
+		}
+	})
+	if imagoExe.err != nil {
+		t.Fatal(imagoExe.err)
+	}
+	return imagoExe.path
 }
 
 // requireBuild skips (or, for a missing tool, fails under CI) when the
@@ -73,6 +105,7 @@ func requireBuild(t *testing.T) {
 func sharedReference(t *testing.T) *Result {
 	t.Helper()
 	requireBuild(t)
+	exe := imagoBinary(t)
 	shared.once.Do(func() {
 		dir, err := os.MkdirTemp("", "imago-e2e-")
 		if err != nil {
@@ -95,7 +128,7 @@ func sharedReference(t *testing.T) *Result {
 		defer cancel()
 		epoch := testEpoch
 		start := time.Now()
-		shared.res, shared.err = Run(ctx, d, Options{SourceDateEpoch: &epoch, KeysDir: shared.keys, Progress: func(m string) {
+		shared.res, shared.err = Run(ctx, d, Options{SourceDateEpoch: &epoch, KeysDir: shared.keys, ImagoBinary: exe, Progress: func(m string) {
 			if !strings.HasPrefix(m, "I: ") {
 				fmt.Fprintln(&shared.log, m)
 			}

@@ -86,6 +86,7 @@ func (d *Definition) Canonical() ([]byte, error) {
 	}
 	optional("Content", "Hostname", c.Hostname)
 	add("Content", "WithRecommends", yesNo(c.WithRecommends))
+	add("Content", "InstallImago", yesNo(c.InstallImago))
 	if c.SourceDateEpoch != nil {
 		add("Content", "SourceDateEpoch", strconv.FormatInt(c.SourceDateEpoch.Unix(), 10))
 	}

@@ -114,6 +114,10 @@ type Content struct {
 	Hostname string
 	// WithRecommends installs the packages' recommended packages too.
 	WithRecommends bool
+	// InstallImago puts the imago binary that runs the build into the
+	// image as /usr/bin/imago, so that the image can update itself (Debian
+	// 12 has no systemd-sysupdate).
+	InstallImago bool
 	// SourceDateEpoch, when set, is the time every timestamp of the build
 	// is clamped to; it takes precedence over $SOURCE_DATE_EPOCH.
 	SourceDateEpoch *time.Time

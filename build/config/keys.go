@@ -251,6 +251,7 @@ var sections = map[string]map[string]key{
 			reset: func(*parser) {},
 		},
 		"WithRecommends": boolKey(func(d *Definition) *bool { return &d.Content.WithRecommends }, false),
+		"InstallImago":   boolKey(func(d *Definition) *bool { return &d.Content.InstallImago }, false),
 		"SourceDateEpoch": {
 			apply: func(p *parser, e unitfile.Entry) error {
 				n, err := strconv.ParseInt(e.Value, 10, 64)

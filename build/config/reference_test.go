@@ -30,9 +30,12 @@ func TestReferenceDefinition(t *testing.T) {
 		t.Errorf("reference: %+v %+v", d.Distribution, d.Output)
 	}
 	wantPackages := []string{"systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64", "systemd-boot-efi",
-		"cryptsetup", "libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0", "libtss2-tcti-device0", "btrfs-progs", "dracut"}
+		"cryptsetup", "libtss2-esys-3.0.2-0", "libtss2-rc0", "libtss2-mu0", "libtss2-tcti-device0", "btrfs-progs", "dracut", "systemd-boot"}
 	if !reflect.DeepEqual(d.Content.Packages, wantPackages) {
 		t.Errorf("Packages = %q", d.Content.Packages)
+	}
+	if !d.Content.InstallImago {
+		t.Error("InstallImago = no")
 	}
 	if !reflect.DeepEqual(d.Content.KernelCommandLine, []string{"console=ttyS0", "systemd.firstboot=off"}) {
 		t.Errorf("KernelCommandLine = %q", d.Content.KernelCommandLine)

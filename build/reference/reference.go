@@ -10,6 +10,7 @@
 package reference
 
 import (
+	"bytes"
 	"embed"
 	"errors"
 	"fmt"
@@ -40,7 +41,8 @@ func Files() []string {
 }
 
 // WriteTo writes the reference definition into dir, creating dir and its
-// subdirectories as needed (mode 0755; files 0644). Unless overwrite is set,
+// subdirectories as needed (mode 0755; files 0644, scripts, which start
+// with "#!", 0755: an embedded file system keeps no modes). Unless overwrite is set,
 // nothing is written when any of the files already exists: the error is
 // then an *fs.PathError for that file that matches fs.ErrExist. It returns
 // the paths it wrote, in the order of Files.
@@ -66,7 +68,11 @@ func WriteTo(dir string, overwrite bool) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return written, fmt.Errorf("reference: %w", err)
 		}
-		if err := writeFile(p, data); err != nil {
+		mode := os.FileMode(0o644)
+		if bytes.HasPrefix(data, []byte("#!")) {
+			mode = 0o755
+		}
+		if err := writeFile(p, data, mode); err != nil {
 			return written, err
 		}
 		written = append(written, p)
@@ -76,7 +82,7 @@ func WriteTo(dir string, overwrite bool) ([]string, error) {
 
 // writeFile replaces p through a temporary file and a rename, so that an
 // interrupted write never leaves a truncated definition file behind.
-func writeFile(p string, data []byte) error {
+func writeFile(p string, data []byte, mode os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".imago-init-*")
 	if err != nil {
 		return fmt.Errorf("reference: %w", err)
@@ -86,7 +92,7 @@ func writeFile(p string, data []byte) error {
 		tmp.Close()
 		return fmt.Errorf("reference: %s: %w", p, err)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return fmt.Errorf("reference: %s: %w", p, err)
 	}

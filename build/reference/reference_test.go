@@ -11,9 +11,17 @@ import (
 
 func TestFiles(t *testing.T) {
 	want := []string{
+		"extra/usr/lib/imago/health-check",
+		"extra/usr/lib/imago/health.d/10-usr-verity",
 		"extra/usr/lib/systemd/network/80-imago-dhcp.network",
+		"extra/usr/lib/systemd/system/boot-complete.target.d/50-imago-health.conf",
+		"extra/usr/lib/systemd/system/imago-health-check.service",
+		"extra/usr/lib/systemd/system/imago-update.service",
+		"extra/usr/lib/systemd/system/imago-update.timer",
 		"extra/usr/lib/systemd/system/multi-user.target.d/10-imago-network.conf",
+		"extra/usr/lib/systemd/system/systemd-boot-check-no-failures.service.d/50-imago-reboot.conf",
 		"extra/usr/lib/systemd/system/systemd-cryptsetup@.service.d/50-imago-udev-settle.conf",
+		"extra/usr/lib/systemd/system/timers.target.d/50-imago-update.conf",
 		"imago.conf",
 		"repart.d/10-usr-a.conf", "repart.d/11-usr-a-verity.conf", "repart.d/12-usr-a-verity-sig.conf",
 		"repart.d/20-usr-b.conf", "repart.d/21-usr-b-verity.conf", "repart.d/22-usr-b-verity-sig.conf",
@@ -55,6 +63,9 @@ func TestWriteToRefuses(t *testing.T) {
 	}
 	if fi, _ := os.Stat(mine); fi.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v", fi.Mode())
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "extra/usr/lib/imago/health-check")); fi.Mode().Perm() != 0o755 {
+		t.Errorf("script mode %v, want 0755", fi.Mode())
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, "*", ".imago-init-*"))
 	if len(left) != 0 {

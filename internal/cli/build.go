@@ -83,7 +83,12 @@ with --force. Needs root.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
 			res, err := build.Run(ctx, def, build.Options{
+				ImagoBinary:     self,
 				Force:           force,
 				SourceDateEpoch: epoch,
 				Progress:        func(msg string) { fmt.Fprintln(e.stderr, msg) },
