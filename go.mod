@@ -1,10 +1,12 @@
 module github.com/imago-os/imago
 
-go 1.24.0
+go 1.25
 
 require (
 	github.com/ProtonMail/go-crypto v1.5.2
+	github.com/klauspost/compress v1.20.4
 	github.com/spf13/cobra v1.10.2
+	github.com/ulikunitz/xz v0.5.17
 )
 
 require (

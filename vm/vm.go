@@ -89,6 +89,10 @@ type Config struct {
 	// NoReboot makes qemu exit instead of rebooting when the guest
 	// reboots.
 	NoReboot bool
+	// Network gives the guest a virtio network card on qemu's user-mode
+	// network: the guest gets its address by DHCP and reaches the host's
+	// loopback services at 10.0.2.2 (an update server, for example).
+	Network bool
 	// Kernel, Initrd and Append boot a kernel directly through the
 	// firmware (qemu's -kernel, -initrd and -append) instead of the
 	// disk's boot loader; for tests and debugging.
@@ -246,6 +250,9 @@ func qemuArgs(c *Config, p *plan) []string {
 	args = append(args, "-qmp", "unix:"+qemuEscape(p.qmpSocket)+",server=on,wait=off")
 	if c.NoReboot {
 		args = append(args, "-no-reboot")
+	}
+	if c.Network {
+		args = append(args, "-nic", "user,model=virtio-net-pci")
 	}
 	if c.Kernel != "" {
 		args = append(args, "-kernel", c.Kernel)

@@ -46,6 +46,7 @@ func (b *yesNo) Type() string { return "yes|no" }
 
 type vmFlags struct {
 	tpm, secureBoot    yesNo
+	network            yesNo
 	keys               string
 	memory, diskSize   string
 	cpus               int
@@ -58,7 +59,7 @@ type vmFlags struct {
 }
 
 func newVMCmd(e *env) *cobra.Command {
-	f := &vmFlags{tpm: true}
+	f := &vmFlags{tpm: true, network: true}
 	cmd := &cobra.Command{
 		Use:   "vm [flags] IMAGE",
 		Short: "Boot a disk image in a virtual machine (qemu, UEFI, TPM 2.0)",
@@ -98,6 +99,8 @@ Microsoft's keys enrolled instead.`,
 	fl.StringVar(&f.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
 	fl.StringVar(&f.stateDir, "state-dir", "", "keep the machine's state in `dir` (default IMAGE.vm)")
 	fl.BoolVar(&f.noReboot, "no-reboot", false, "exit when the guest reboots")
+	network := fl.VarPF(&f.network, "network", "", "give the machine a network card on qemu's user-mode network (the host is 10.0.2.2)")
+	network.NoOptDefVal = "yes"
 	fl.StringVar(&f.kernel, "kernel", "", "boot this kernel `file` directly instead of the disk's boot loader")
 	fl.StringVar(&f.initrd, "initrd", "", "initrd `file` for --kernel")
 	fl.StringVar(&f.appendArgs, "append", "", "kernel command line for --kernel")
@@ -118,7 +121,7 @@ func (f *vmFlags) config(image string) (vm.Config, error) {
 	cfg := vm.Config{
 		Image: image, StateDir: f.stateDir,
 		TPM: bool(f.tpm), SecureBoot: bool(f.secureBoot), SecureBootKeys: f.keys,
-		CPUs: f.cpus, Snapshot: f.snapshot, NoReboot: f.noReboot,
+		CPUs: f.cpus, Snapshot: f.snapshot, NoReboot: f.noReboot, Network: bool(f.network),
 		Kernel: f.kernel, Initrd: f.initrd, Append: f.appendArgs,
 		ExtraArgs: f.qemuArgs,
 	}
