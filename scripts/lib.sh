@@ -2,7 +2,7 @@
 # needs are present. Sourced, not run.
 
 GO_VERSION=1.26.8
-GO_MIN_MINOR=24
+GO_MIN_MINOR=25
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -166,7 +166,7 @@ func TestURLDiscovery(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer srv.Close()
 
-	def := "[Source]\nType=url-file\nPath=%s\nMatchPattern=%%M_@v_@u.usr.raw %%M_@v_@u.usr.raw.gz\n[Target]\nType=partition\nPath=auto\nMatchPattern=%%M_@v\nMatchPartitionType=usr\n"
+	def := "[Transfer]\nVerify=no\n[Source]\nType=url-file\nPath=%s\nMatchPattern=%%M_@v_@u.usr.raw %%M_@v_@u.usr.raw.gz\n[Target]\nType=partition\nPath=auto\nMatchPattern=%%M_@v\nMatchPartitionType=usr\n"
 	tr := mustParse(t, fmt.Sprintf(def, srv.URL))
 	d, err := tr.SourceInstances(context.Background(), Env{HTTPClient: srv.Client()})
 	if err != nil {
@@ -192,7 +192,7 @@ func TestURLDiscovery(t *testing.T) {
 		t.Errorf("bad manifest: %v", err)
 	}
 	os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(strings.Repeat("ab", 32)+"  x_1_"+strings.Repeat("cd", 32)+"\n"), 0o644)
-	tr = mustParse(t, fmt.Sprintf("[Source]\nType=url-file\nPath=%s\nMatchPattern=x_@v_@h\n[Target]\nPath=/t\n", srv.URL))
+	tr = mustParse(t, fmt.Sprintf("[Transfer]\nVerify=no\n[Source]\nType=url-file\nPath=%s\nMatchPattern=x_@v_@h\n[Target]\nPath=/t\n", srv.URL))
 	if _, err := tr.SourceInstances(context.Background(), Env{}); err == nil || !strings.Contains(err.Error(), "don't match") {
 		t.Errorf("hash mismatch: %v", err)
 	}

@@ -12,6 +12,12 @@
 // incompletely installed version (flagged incomplete) instead of ignoring
 // it. The match pattern language lives in the pattern sub-package.
 //
-// Acquiring, installing and vacuuming instances are not part of this
-// package yet; Plan reports what they would act upon.
+// It also performs the update, vacuum and pending verbs: Plan.Update
+// downloads and verifies url-* payloads, writes every transfer's payload to
+// a temporary file or directory or into a partition slot still labelled
+// _empty, and only then renames the files and labels the partitions, so
+// that an interruption never damages the installed versions; Plan.Vacuum
+// enforces InstancesMax= and removes the instances of transfers whose
+// features are disabled; Pending compares the newest installed version
+// with the booted one.
 package sysupdate

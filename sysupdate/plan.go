@@ -61,6 +61,10 @@ type UpdateSet struct {
 
 // Plan is the outcome of discovery: what list and check-new report.
 type Plan struct {
+	// Env is where the resources were discovered; Update and Vacuum act
+	// there.
+	Env Env
+	// Transfers are the enabled transfers, in file-name order.
 	Transfers []*Transfer
 	// Sources and Targets hold each transfer's discovery, in transfer
 	// order. Sources is nil when offline.
@@ -72,6 +76,11 @@ type Plan struct {
 	NewestInstalled *UpdateSet
 	// Candidate is the set an update would install (check-new), or nil.
 	Candidate *UpdateSet
+	// Disabled are the transfers whose features are off, and
+	// DisabledTargets what their targets hold: left out of the update
+	// sets, removed by Vacuum.
+	Disabled        []*Transfer
+	DisabledTargets []*Discovery
 }
 
 // PlanOptions control Plan.
@@ -81,10 +90,24 @@ type PlanOptions struct {
 	Offline bool
 }
 
-// BuildPlan discovers every transfer's installed and (unless offline)
-// available instances and groups them into update sets.
+// BuildPlan discovers every enabled transfer's installed and (unless
+// offline) available instances and groups them into update sets. Disabled
+// transfers only have their targets discovered.
 func BuildPlan(ctx context.Context, transfers []*Transfer, opts PlanOptions) (*Plan, error) {
-	p := &Plan{Transfers: transfers}
+	p := &Plan{Env: opts.Env}
+	for _, t := range transfers {
+		if t.Enabled {
+			p.Transfers = append(p.Transfers, t)
+			continue
+		}
+		d, err := t.TargetInstances(ctx, opts.Env)
+		if err != nil {
+			return nil, err
+		}
+		p.Disabled = append(p.Disabled, t)
+		p.DisabledTargets = append(p.DisabledTargets, d)
+	}
+	transfers = p.Transfers
 	for _, t := range transfers {
 		d, err := t.TargetInstances(ctx, opts.Env)
 		if err != nil {

@@ -157,7 +157,7 @@ func (x *test72) plan(offline bool) *Plan {
 	if err != nil {
 		x.t.Fatal(err)
 	}
-	p, err := BuildPlan(context.Background(), ts, PlanOptions{Offline: offline, Env: Env{ESP: x.esp, XBOOTLDR: x.xbootldr}})
+	p, err := BuildPlan(context.Background(), ts, PlanOptions{Offline: offline, Env: Env{ESP: x.esp, XBOOTLDR: x.xbootldr, Verify: &noVerify}})
 	if err != nil {
 		x.t.Fatal(err)
 	}

@@ -153,7 +153,7 @@ func (t *Transfer) SourceInstances(ctx context.Context, env Env) (*Discovery, er
 	var err error
 	switch r.Type {
 	case URLFile, URLTar:
-		d, err = webInstances(ctx, env, r)
+		d, err = webInstances(ctx, env, t)
 	case RegularFile, Tar:
 		d, err = dirInstances(joinRoot(env.Root, r.Path), r.Patterns, false)
 	case Directory:
@@ -176,16 +176,12 @@ func (t *Transfer) TargetInstances(ctx context.Context, env Env) (*Discovery, er
 	var err error
 	switch t.Target.Type {
 	case Partition:
-		disk := t.Target.Path
-		if disk == "auto" {
-			if env.Image == "" {
-				err = errors.New("partition target with Path=auto needs a disk image (finding the disk backing /usr is not implemented yet)")
-				break
-			}
-			disk = env.Image
-		}
-		if err == nil {
+		var disk string
+		if disk, err = t.diskPath(env); err == nil {
 			d, err = partitionInstances(disk, t)
+			if err != nil && t.Target.Path == "auto" {
+				err = fmt.Errorf("disk for Path=auto: %w", err)
+			}
 		}
 	case RegularFile, Directory:
 		var dir string
@@ -329,41 +325,18 @@ func manifestURL(base string) string {
 
 // FetchManifest downloads and parses <base>/SHA256SUMS with the syntax
 // systemd-sysupdate accepts. file:// URLs are read from the local file
-// system. The signature is not checked here.
+// system. The signature is not checked here; source discovery checks it
+// when the transfer's Verify= asks for it.
 func FetchManifest(ctx context.Context, client *http.Client, base string) (*sha256sums.Manifest, error) {
 	u := manifestURL(base)
-	var data []byte
-	if p, ok := strings.CutPrefix(u, "file://"); ok {
-		f, err := os.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		data, err = readLimited(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", u, err)
-		}
-	} else {
-		if client == nil {
-			client = http.DefaultClient
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("%s: HTTP status %s", u, resp.Status)
-		}
-		data, err = readLimited(resp.Body)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", u, err)
-		}
+	data, err := fetchSmall(ctx, client, u, sha256sums.MaxSize)
+	if err != nil {
+		return nil, err
 	}
+	return parseManifest(u, data)
+}
+
+func parseManifest(u string, data []byte) (*sha256sums.Manifest, error) {
 	m, err := sha256sums.ParseSysupdateBytes(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, err)
@@ -371,19 +344,97 @@ func FetchManifest(ctx context.Context, client *http.Client, base string) (*sha2
 	return m, nil
 }
 
-func readLimited(r io.Reader) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, sha256sums.MaxSize+1))
+// readAtMost reads all of r, refusing more than limit bytes.
+func readAtMost(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > sha256sums.MaxSize {
-		return nil, fmt.Errorf("manifest larger than %d bytes", sha256sums.MaxSize)
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
 	}
 	return data, nil
 }
 
-func webInstances(ctx context.Context, env Env, r *Resource) (*Discovery, error) {
-	m, err := FetchManifest(ctx, env.HTTPClient, r.Path)
+// fetchSmall reads the whole of a small file (a manifest or signature)
+// from an http(s) or file:// URL. A file the server does not have yields
+// an error wrapping fs.ErrNotExist.
+func fetchSmall(ctx context.Context, client *http.Client, u string, limit int64) ([]byte, error) {
+	if p, ok := strings.CutPrefix(u, "file://"); ok {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		data, err := readAtMost(f, limit)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", u, err)
+		}
+		return data, nil
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusGone:
+		return nil, fmt.Errorf("%s: HTTP status %s: %w", u, resp.Status, fs.ErrNotExist)
+	default:
+		return nil, fmt.Errorf("%s: HTTP status %s", u, resp.Status)
+	}
+	data, err := readAtMost(resp.Body, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	return data, nil
+}
+
+// sourceManifest fetches the transfer's SHA256SUMS and, when Verify= (or
+// Env.Verify, which overrides it) asks for it, checks SHA256SUMS.gpg
+// beside it before the manifest is parsed, as systemd-pull does.
+func sourceManifest(ctx context.Context, env Env, t *Transfer) (*sha256sums.Manifest, error) {
+	u := manifestURL(t.Source.Path)
+	data, err := fetchSmall(ctx, env.HTTPClient, u, sha256sums.MaxSize)
+	if err != nil {
+		return nil, err
+	}
+	verify := t.Verify
+	if env.Verify != nil {
+		verify = *env.Verify
+	}
+	if verify {
+		keyring := env.Keyring
+		if keyring == "" {
+			if keyring, err = findKeyring(env.Root); err != nil {
+				return nil, fmt.Errorf("%s: %w: %w", u, ErrSignature, err)
+			}
+		}
+		sig, err := fetchSmall(ctx, env.HTTPClient, u+".gpg", maxSignatureSize)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s.gpg: %w: the signature is missing (Verify=no skips the check)", u, ErrSignature)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s.gpg: %w: %w", u, ErrSignature, err)
+		}
+		if err := verifyManifest(keyring, data, sig, u); err != nil {
+			return nil, err
+		}
+	}
+	return parseManifest(u, data)
+}
+
+func webInstances(ctx context.Context, env Env, t *Transfer) (*Discovery, error) {
+	r := &t.Source
+	m, err := sourceManifest(ctx, env, t)
 	if err != nil {
 		return nil, err
 	}

@@ -111,6 +111,12 @@ type Transfer struct {
 	RemoveTemporary bool
 	CurrentSymlink  string
 
+	// Enabled is false when the transfer's Features= or
+	// RequisiteFeatures= are not satisfied: its instances are then left
+	// out of update sets and removed by a vacuum. ParseTransfer enables
+	// exactly the transfers that name no feature.
+	Enabled bool
+
 	// Warnings are settings systemd ignores with a warning (for example
 	// ProtectVersion=%A when the image has no IMAGE_VERSION=).
 	Warnings []error
@@ -152,26 +158,35 @@ func SearchDirs(component string) []string {
 	return unitfile.ConfPaths(name)
 }
 
-// Load reads and validates all transfer definitions, sorted by file name.
-// It is an error if there are none.
-func Load(opts Options) ([]*Transfer, error) {
+// definitionDirs returns the file system and directories Load and
+// LoadFeatures read: Definitions alone, or the component's search
+// directories below Root.
+func definitionDirs(opts Options) (fs.FS, []string, error) {
+	if opts.Definitions != "" {
+		abs, err := filepath.Abs(opts.Definitions)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sysupdate: %w", err)
+		}
+		return os.DirFS("/"), []string{abs}, nil
+	}
+	if opts.Component != "" && strings.ContainsAny(opts.Component, "/.") {
+		return nil, nil, fmt.Errorf("sysupdate: invalid component name %q", opts.Component)
+	}
 	root := opts.Root
 	if root == "" {
 		root = "/"
 	}
-	var fsys fs.FS
-	var dirs []string
-	if opts.Definitions != "" {
-		abs, err := filepath.Abs(opts.Definitions)
-		if err != nil {
-			return nil, fmt.Errorf("sysupdate: %w", err)
-		}
-		fsys, dirs = os.DirFS("/"), []string{abs}
-	} else {
-		if opts.Component != "" && strings.ContainsAny(opts.Component, "/.") {
-			return nil, fmt.Errorf("sysupdate: invalid component name %q", opts.Component)
-		}
-		fsys, dirs = os.DirFS(root), SearchDirs(opts.Component)
+	return os.DirFS(root), SearchDirs(opts.Component), nil
+}
+
+// Load reads and validates all transfer definitions, each with its
+// <name>.d/*.conf drop-ins, sorted by file name. It is an error if there
+// are none. Each transfer's Enabled is decided by the *.feature files of
+// the same directories (see LoadFeatures).
+func Load(opts Options) ([]*Transfer, error) {
+	fsys, dirs, err := definitionDirs(opts)
+	if err != nil {
+		return nil, err
 	}
 	names, err := unitfile.ListConfFiles(fsys, dirs, "")
 	if err != nil {
@@ -187,7 +202,7 @@ func Load(opts Options) ([]*Transfer, error) {
 		if !strings.HasSuffix(name, suffixConf) && !strings.HasSuffix(name, suffixTransfer) {
 			continue
 		}
-		f, err := unitfile.ReadFile(fsys, name)
+		f, err := unitfile.LoadFileWithDropIns(fsys, name, dirs)
 		if err != nil {
 			return nil, fmt.Errorf("sysupdate: %w", err)
 		}
@@ -200,7 +215,32 @@ func Load(opts Options) ([]*Transfer, error) {
 	if len(transfers) == 0 {
 		return nil, fmt.Errorf("sysupdate: no transfer definitions found in %s", strings.Join(dirs, ", "))
 	}
+	features, err := loadFeatures(fsys, dirs)
+	if err != nil {
+		return nil, err
+	}
+	enabled := map[string]bool{}
+	for _, f := range features {
+		enabled[f.Name] = f.Enabled
+	}
+	for _, t := range transfers {
+		t.Enabled = t.decideEnabled(enabled)
+	}
 	return transfers, nil
+}
+
+// decideEnabled applies Features= (any listed feature enabled) and
+// RequisiteFeatures= (all enabled); an unknown feature counts as disabled.
+func (t *Transfer) decideEnabled(enabled map[string]bool) bool {
+	if len(t.Features) > 0 && !slices.ContainsFunc(t.Features, func(n string) bool { return enabled[n] }) {
+		return false
+	}
+	for _, n := range t.RequisiteFeatures {
+		if !enabled[n] {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseTransfer parses one definition file's content. name is the file's
@@ -271,6 +311,7 @@ func parseTransfer(f *unitfile.File, name string, spec Specifiers, arch dps.Arch
 			}
 		}
 	}
+	t.Enabled = t.decideEnabled(nil)
 	return t, t.finalize(instancesMax)
 }
 
