@@ -17,6 +17,11 @@ type updateFlags struct {
 	definitions, root, image, component string
 	esp, xbootldr                       string
 	offline, asJSON                     bool
+	// Set by the verbs that write (update, vacuum).
+	verify   *bool
+	keyring  string
+	cacheDir string
+	progress func(name string, done, total int64)
 }
 
 func (f *updateFlags) plan(cmd *cobra.Command) (*sysupdate.Plan, error) {
@@ -27,9 +32,14 @@ func (f *updateFlags) plan(cmd *cobra.Command) (*sysupdate.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	esp := f.esp
+	if esp == "" && f.root == "" && f.image == "" {
+		esp = defaultESP()
+	}
 	return sysupdate.BuildPlan(cmd.Context(), ts, sysupdate.PlanOptions{
 		Offline: f.offline,
-		Env:     sysupdate.Env{Root: f.root, Image: f.image, ESP: f.esp, XBOOTLDR: f.xbootldr},
+		Env: sysupdate.Env{Root: f.root, Image: f.image, ESP: esp, XBOOTLDR: f.xbootldr,
+			Verify: f.verify, Keyring: f.keyring, CacheDir: f.cacheDir, Progress: f.progress},
 	})
 }
 
@@ -191,6 +201,7 @@ nothing) if there is none.`,
 		},
 	}
 	cmd.AddCommand(list, checkNew)
+	cmd.AddCommand(newUpdateApplyCmds(e, f)...)
 	return cmd
 }
 
