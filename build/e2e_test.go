@@ -228,6 +228,12 @@ const factFunction = `f() { printf 'E2E %s=%s\n' "$1" "$(eval "$2" 2>&1 | tr '\n
 // match.
 func (g *guest) facts(script string) map[string]string {
 	g.t.Helper()
+	return g.factsWithin(commandTimeout, script)
+}
+
+// factsWithin is facts with a longer wait for each report line.
+func (g *guest) factsWithin(timeout time.Duration, script string) map[string]string {
+	g.t.Helper()
 	g.typeLine(factFunction)
 	for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
 		g.typeLine(line)
@@ -235,7 +241,7 @@ func (g *guest) facts(script string) map[string]string {
 	g.typeLine(`echo E2E''-DONE`)
 	f := map[string]string{}
 	for {
-		sub, err := g.m.WaitFor(context.Background(), factLine, commandTimeout)
+		sub, err := g.m.WaitFor(context.Background(), factLine, timeout)
 		if err != nil {
 			g.fatal("waiting for the guest's report: %v", err)
 		}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -213,6 +215,31 @@ func sizeOrUnknown(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// updateLockPath is the lock that keeps two updates (a timer's and a
+// user's, say) from writing at the same time.
+const updateLockPath = "/run/lock/imago-update.lock"
+
+// lockUpdates takes the update lock, or fails at once if another update
+// or vacuum holds it. The returned function releases it; so does the end
+// of the process.
+func lockUpdates() (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(updateLockPath), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(updateLockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another update or vacuum is running (%s is locked)", updateLockPath)
+		}
+		return nil, fmt.Errorf("%s: %w", updateLockPath, err)
+	}
+	return func() { f.Close() }, nil
+}
+
 func newUpdateApplyCmds(e *env, f *updateFlags) []*cobra.Command {
 	var plan, reboot bool
 	ua := &updateApplyFlags{}
@@ -260,6 +287,11 @@ Examples:
 				}
 				return printPlan(e, planInfo(up))
 			}
+			unlock, err := lockUpdates()
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			res, err := p.Update(cmd.Context(), version, ua.options())
 			if err != nil {
 				return err
@@ -289,6 +321,11 @@ Examples:
 			if err != nil {
 				return err
 			}
+			unlock, err := lockUpdates()
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			res, err := p.Vacuum(cmd.Context(), va.options())
 			if err != nil {
 				return err

@@ -1,0 +1,262 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imago-os/imago/build/config"
+	"github.com/imago-os/imago/build/reference"
+	"github.com/imago-os/imago/publish"
+	"github.com/imago-os/imago/vm"
+	"github.com/imago-os/imago/vm/vmtest"
+)
+
+// updateServerAddr is where the reference image's sysupdate.d transfers
+// look for updates (http://10.0.2.2:8070/ in a qemu guest with user-mode
+// networking is the host's loopback port 8070).
+const updateServerAddr = "127.0.0.1:8070"
+
+// updateTimeout bounds one `imago update update` in the guest: it
+// downloads, decompresses and writes a 1 GiB /usr under emulation.
+const updateTimeout = 20 * time.Minute
+
+// brokenCmdline makes a UKI that panics before userspace: the kernel finds
+// no init in the initrd and no root device, and reboots after 5 s.
+const brokenCmdline = "rdinit=/imago-no-such-init panic=5"
+
+// buildVersion builds the reference definition as version, with the
+// shared build's keys (so that the TPM policy and the update signature
+// match), and extra kernel command line words if cmdline is not empty.
+func buildVersion(t *testing.T, version, cmdline string) *Result {
+	t.Helper()
+	sharedReference(t)
+	dir := t.TempDir()
+	if _, err := reference.WriteTo(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if cmdline != "" {
+		conf := filepath.Join(dir, "imago.conf")
+		data, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const line = "KernelCommandLine=console=ttyS0 systemd.firstboot=off"
+		if !strings.Contains(string(data), line) {
+			t.Fatalf("%s has no line %q", conf, line)
+		}
+		if err := os.WriteFile(conf, []byte(strings.Replace(string(data), line, line+" "+cmdline, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	def, err := config.Load(dir, config.Options{ImageVersion: version, OutputDirectory: filepath.Join(t.TempDir(), "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
+	defer cancel()
+	epoch := testEpoch
+	start := time.Now()
+	res, err := Run(ctx, def, Options{SourceDateEpoch: &epoch, KeysDir: shared.keys, ImagoBinary: imagoBinary(t)})
+	if err != nil {
+		t.Fatalf("building version %s: %v", version, err)
+	}
+	t.Logf("built version %s in %s", version, time.Since(start).Round(time.Second))
+	return res
+}
+
+// publishBuild adds a build to the update directory, signed with the
+// shared key set.
+func publishBuild(t *testing.T, dir string, res *Result) {
+	t.Helper()
+	signer, err := publish.LoadSigner(shared.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := publish.Run(context.Background(), []string{res.OutputDir}, publish.Options{Dir: dir, Signer: signer}); err != nil {
+		t.Fatalf("publishing %s: %v", res.Label, err)
+	}
+}
+
+// serveUpdates serves dir on the update server's address until the test
+// ends.
+func serveUpdates(t *testing.T, dir string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", updateServerAddr)
+	if err != nil {
+		t.Fatalf("update server: %v", err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("update server: %v", err)
+		}
+	}()
+	t.Cleanup(func() { srv.Close() })
+}
+
+// powerCuts is how many times the update test cuts the power during an
+// update: IMAGO_E2E_POWER_CUTS, 2 by default (scripts/soak-power-cuts runs
+// more).
+func powerCuts(t *testing.T) int {
+	s := os.Getenv("IMAGO_E2E_POWER_CUTS")
+	if s == "" {
+		return 2
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		t.Fatalf("IMAGO_E2E_POWER_CUTS=%q is not a count", s)
+	}
+	return n
+}
+
+// updateScript runs one update in the guest and reports its exit status,
+// the end of its output and the UKIs on the ESP.
+const updateScript = `
+f update 'imago update update >/run/imago-update.log 2>&1; echo $?'
+f log 'tail -n 4 /run/imago-update.log'
+f ukis 'ls /boot/EFI/Linux'
+`
+
+// bootedScript reports what the guest booted. It stops the update timer
+// first, so that only the test starts updates.
+const bootedScript = `
+f timer 'systemctl stop imago-update.timer'
+f version '. /usr/lib/os-release; echo $IMAGE_VERSION'
+f state 'systemctl is-system-running --wait'
+f failed 'systemctl --failed --no-legend --plain | cut -d" " -f1'
+f usr_slot 'ls /sys/block/$(basename $(readlink -f /dev/mapper/usr))/slaves'
+`
+
+func TestReferenceImageUpdate(t *testing.T) {
+	v1 := sharedReference(t)
+	vmtest.RequireMachine(t)
+	v2 := buildVersion(t, "2", "")
+	v3 := buildVersion(t, "3", brokenCmdline)
+	v4 := buildVersion(t, "4", "")
+	pub := t.TempDir()
+	serveUpdates(t, pub)
+	publishBuild(t, pub, v2)
+
+	cfg := vm.Config{Image: v1.Image, StateDir: filepath.Join(t.TempDir(), "machine"), TPM: true, Network: true, DiskSize: 5 << 30}
+
+	// Version 1 finds version 2 and installs it into the empty B slot.
+	m := boot(t, cfg)
+	g := login(t, m, firstBootTimeout)
+	f := g.facts(bootedScript + `
+f check 'imago update check-new'
+f plan 'imago update update --plan --json | grep -c "\"signatureChecked\": true"'
+f disk_speed 'dd if=/dev/zero of=/var/tmp/speed bs=1M count=256 conv=fsync 2>&1 | tail -n 1; rm -f /var/tmp/speed'
+`)
+	expect(t, f, "version", "1")
+	expect(t, f, "state", "running")
+	expect(t, f, "check", "2")
+	expect(t, f, "plan", "4")
+	slotA := f["usr_slot"]
+	t.Logf("v1: /usr on %s; guest disk write speed: %s", slotA, f["disk_speed"])
+	start := time.Now()
+	f = g.factsWithin(updateTimeout, updateScript)
+	updateTime := time.Since(start)
+	t.Logf("update to v2 took %s: %s", updateTime.Round(time.Second), f["log"])
+	expect(t, f, "update", "0")
+	expect(t, f, "ukis", "imago-ref_1.efi imago-ref_2+3-0.efi")
+	f = g.facts(`
+f pending 'imago update pending >/dev/null; echo $?'
+f check 'imago update check-new; echo $?'
+`)
+	expect(t, f, "pending", "0")
+	expect(t, f, "check", "1")
+
+	// Version 2 boots with its three tries, from the other slot, and is
+	// marked good once boot-complete.target is reached.
+	g.typeLine("systemctl reboot")
+	g = login(t, m, firstBootTimeout)
+	f = g.facts(bootedScript + `
+f selected 'imago boot status --json | grep -o "\"loaderEntrySelected\": \"[^\"]*\""'
+f blessed 'systemctl is-active systemd-bless-boot.service'
+f ukis 'ls /boot/EFI/Linux'
+f booted 'imago boot list --json | grep -c "\"selected\": true"'
+`)
+	expect(t, f, "version", "2")
+	expect(t, f, "state", "running")
+	expect(t, f, "failed", "")
+	expect(t, f, "blessed", "active")
+	expect(t, f, "ukis", "imago-ref_1.efi imago-ref_2.efi")
+	expect(t, f, "booted", "1")
+	if !strings.Contains(f["selected"], "imago-ref_2+3-0.efi") {
+		t.Errorf("systemd-boot selected %q, want the counted entry imago-ref_2+3-0.efi", f["selected"])
+	}
+	if f["usr_slot"] == slotA || f["usr_slot"] == "" {
+		t.Errorf("v2's /usr is on %q, v1's was on %q: want the other slot", f["usr_slot"], slotA)
+	}
+	slotB := f["usr_slot"]
+
+	// A broken version 3 (it panics before userspace) is tried three
+	// times; then systemd-boot falls back to version 2 on its own.
+	publishBuild(t, pub, v3)
+	f = g.factsWithin(updateTimeout, updateScript)
+	expect(t, f, "update", "0")
+	expect(t, f, "ukis", "imago-ref_2.efi imago-ref_3+3-0.efi")
+	mark := len(m.Console())
+	g.typeLine("systemctl reboot")
+	g = login(t, m, firstBootTimeout)
+	panics := len(regexp.MustCompile(`Kernel panic`).FindAllString(m.Console()[mark:], -1))
+	f = g.facts(bootedScript + `
+f ukis 'ls /boot/EFI/Linux'
+f fallback 'imago boot status --json | tr -d "\n" | grep -o "\"fallback\": {[^}]*}"'
+`)
+	t.Logf("fallback after %d kernel panics: %s", panics, f["fallback"])
+	expect(t, f, "version", "2")
+	expect(t, f, "usr_slot", slotB)
+	expect(t, f, "ukis", "imago-ref_2.efi imago-ref_3+0-3.efi")
+	if panics != 3 {
+		t.Errorf("version 3 panicked %d times, want 3 tries", panics)
+	}
+	for _, want := range []string{`"failedVersion": "3"`, `"tries": 3`, `"bootedVersion": "2"`} {
+		if !strings.Contains(f["fallback"], want) {
+			t.Errorf("boot status fallback %q lacks %s", f["fallback"], want)
+		}
+	}
+
+	// Power cuts at random moments of the update to version 4: every boot
+	// comes up in version 2 or 4, and the next update completes.
+	publishBuild(t, pub, v4)
+	cuts := powerCuts(t)
+	for i := 0; i < cuts; i++ {
+		delay := 5*time.Second + time.Duration(rand.Int64N(int64(updateTime+10*time.Second)))
+		g.typeLine("imago update update >/run/imago-update.log 2>&1")
+		time.Sleep(delay)
+		m.Kill()
+		m.Wait()
+		m = boot(t, cfg)
+		g = login(t, m, firstBootTimeout)
+		f = g.facts(bootedScript)
+		t.Logf("power cut %d after %s: booted version %s, state %s", i+1, delay.Round(time.Second), f["version"], f["state"])
+		if f["version"] != "2" && f["version"] != "4" {
+			t.Fatalf("after power cut %d the guest booted version %q", i+1, f["version"])
+		}
+		if f["version"] == "4" {
+			break // the update had completed; nothing left to cut
+		}
+	}
+	f = g.factsWithin(updateTimeout, updateScript+`
+f check 'imago update check-new; echo $?'
+f list 'imago update list --offline | tr -s " " | tr "\n" ";"'
+`)
+	t.Logf("update to v4 after the power cuts: %s; %s", f["log"], f["list"])
+	expect(t, f, "update", "0")
+	expect(t, f, "check", "1")
+	if !strings.Contains(f["list"], "4 yes") {
+		t.Errorf("version 4 is not installed: %s", f["list"])
+	}
+	g.powerOff()
+}
