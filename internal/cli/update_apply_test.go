@@ -74,7 +74,9 @@ func TestUpdateApplyVerbs(t *testing.T) {
 		os.WriteFile(filepath.Join(src, "os_"+v+".usr"), payload(v), 0o644)
 	}
 	base := []string{"update", "--definitions", defs, "--image", disk}
-	up := func(args ...string) (int, string, string) { return run(t, append(append([]string{}, base...), args...)...) }
+	up := func(args ...string) (int, string, string) {
+		return run(t, append(append([]string{}, base...), args...)...)
+	}
 
 	// --plan writes nothing.
 	before, _ := os.ReadFile(disk)
