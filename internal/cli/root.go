@@ -48,11 +48,20 @@ func (e *env) printJSON(v any) error {
 // commandGroup returns a command that only holds subcommands, such as
 // `imago verity`, built from the constructors their files registered.
 func commandGroup(e *env, use, short string, subs []func(*env) *cobra.Command) *cobra.Command {
-	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ArbitraryArgs, RunE: groupRunE}
 	for _, newSub := range subs {
 		cmd.AddCommand(newSub(e))
 	}
 	return cmd
+}
+
+// groupRunE runs a command group given no subcommand: the help, or for an
+// unknown subcommand an error (and a non-zero exit).
+func groupRunE(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd.Help()
 }
 
 // NewRootCommand returns the imago command with every verb attached.

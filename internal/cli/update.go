@@ -130,9 +130,11 @@ versions installed on their targets and available from their sources.
 
 Definitions are read from /etc, /run, /usr/local/lib and /usr/lib sysupdate.d
 below --root (sysupdate.<COMPONENT>.d with --component), or only from
---definitions=DIR. Partition targets with Path=auto are looked up in the disk
-image given with --image.`,
-		Args: cobra.NoArgs,
+--definitions=DIR. Partition targets with Path=auto are the disk that holds the
+booted /usr, or the disk image given with --image (written as a file, without
+loop devices).`,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.definitions, "definitions", "", "read transfer definitions only from this directory")

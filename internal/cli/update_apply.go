@@ -19,8 +19,7 @@ import (
 
 // updateApplyFlags are the options of the verbs that change targets.
 type updateApplyFlags struct {
-	verify       yesNo
-	verifySet    bool
+	verify       string
 	keyring      string
 	cacheDir     string
 	instancesMax uint64
@@ -29,8 +28,8 @@ type updateApplyFlags struct {
 
 // env fills the parts of the environment that the apply verbs add.
 func (a *updateApplyFlags) apply(f *updateFlags, e *env) {
-	if a.verifySet {
-		v := bool(a.verify)
+	if a.verify != "" {
+		v := a.verify == "yes"
 		f.verify = &v
 	}
 	f.keyring, f.cacheDir = a.keyring, a.cacheDir
@@ -88,14 +87,16 @@ func (e *env) byteProgress() func(name string, done, total int64) {
 func addApplyFlags(cmd *cobra.Command, a *updateApplyFlags) {
 	fl := cmd.Flags()
 	a.sync = true
-	v := fl.VarPF(&a.verify, "verify", "", "check SHA256SUMS.gpg (yes|no; default: each transfer's Verify=); payload hashes are always checked")
-	v.NoOptDefVal = "yes"
+	fl.StringVar(&a.verify, "verify", "", "check SHA256SUMS.gpg, `yes|no` (default: each transfer's Verify=); payload hashes are always checked")
 	fl.StringVar(&a.keyring, "keyring", "", "OpenPGP keyring for SHA256SUMS.gpg (default: systemd's import-pubring locations)")
 	fl.StringVar(&a.cacheDir, "cache-dir", "", "where downloads are kept until installed (default /var/cache/imago/sysupdate)")
 	fl.Uint64VarP(&a.instancesMax, "instances-max", "m", 0, "keep at most this many instances per transfer (overrides InstancesMax=)")
 	fl.Var(&a.sync, "sync", "sync written data to disk (yes|no)")
-	cmd.PreRun = func(cmd *cobra.Command, args []string) {
-		a.verifySet = cmd.Flags().Changed("verify")
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if a.verify != "" && a.verify != "yes" && a.verify != "no" {
+			return fmt.Errorf("--verify=%s: want yes or no", a.verify)
+		}
+		return nil
 	}
 }
 
