@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -18,6 +17,7 @@ import (
 	"github.com/imago-os/imago/format/pe"
 	"github.com/imago-os/imago/format/uki"
 	"github.com/imago-os/imago/format/vercmp"
+	"github.com/imago-os/imago/internal/fsutil"
 )
 
 // Where systemd-boot looks for entries, relative to the ESP root.
@@ -180,19 +180,40 @@ func ListWith(espDir string, v Variables) ([]Entry, error) {
 	return entries, nil
 }
 
-// readDir returns the names in espDir/dir, sorted; a missing directory
-// has none. FAT is case-insensitive, so a directory spelt differently
+// entryFile is a file systemd-boot may make an entry of.
+type entryFile struct {
+	name  Name
+	fname string // file name as found
+	path  string // file system path
+}
+
+// entryFiles lists the files in espDir/dir, sorted, that systemd-boot
+// reads as entries: no directories, nothing starting with "auto-", and
+// only names that parse with the given suffix. A missing directory has
+// none. FAT is case-insensitive, so a directory spelt differently
 // (efi/linux) is found too when the exact spelling is missing.
-func readDir(espDir, dir string) (string, []fs.DirEntry, error) {
+func entryFiles(espDir, dir, suffix string) ([]entryFile, error) {
 	p, err := lookupFold(espDir, dir)
 	if err != nil || p == "" {
-		return "", nil, err
+		return nil, err
 	}
 	list, err := os.ReadDir(p)
 	if err != nil {
-		return "", nil, fmt.Errorf("bootentry: %w", err)
+		return nil, fmt.Errorf("bootentry: %w", err)
 	}
-	return p, list, nil
+	var out []entryFile
+	for _, de := range list {
+		fname := de.Name()
+		if strings.HasPrefix(fname, "auto-") || de.IsDir() {
+			continue
+		}
+		n, err := ParseName(fname)
+		if err != nil || !strings.EqualFold(n.Suffix, suffix) {
+			continue
+		}
+		out = append(out, entryFile{name: n, fname: fname, path: filepath.Join(p, fname)})
+	}
+	return out, nil
 }
 
 // lookupFold finds rel under root, matching each component without regard
@@ -232,22 +253,13 @@ func lookupFold(root, rel string) (string, error) {
 // nothing starting with "auto-", and only images with a non-empty .osrel
 // that names a title.
 func readUKIs(espDir string) ([]Entry, error) {
-	dir, list, err := readDir(espDir, UKIDir)
+	files, err := entryFiles(espDir, UKIDir, SuffixEFI)
 	if err != nil {
 		return nil, err
 	}
 	var out []Entry
-	for _, de := range list {
-		fname := de.Name()
-		if strings.HasPrefix(fname, "auto-") || de.IsDir() {
-			continue
-		}
-		n, err := ParseName(fname)
-		if err != nil || !strings.EqualFold(n.Suffix, SuffixEFI) {
-			continue
-		}
-		p := filepath.Join(dir, fname)
-		osrel, cmdline, err := readUKISections(p)
+	for _, ef := range files {
+		osrel, cmdline, err := readUKISections(ef.path)
 		if err != nil {
 			return nil, err
 		}
@@ -260,9 +272,9 @@ func readUKIs(espDir string) ([]Entry, error) {
 			continue
 		}
 		out = append(out, Entry{
-			Name:    n,
+			Name:    ef.name,
 			Type:    TypeUKI,
-			Path:    UKIDir + "/" + fname,
+			Path:    UKIDir + "/" + ef.fname,
 			Title:   title,
 			Version: first(kv, "IMAGE_VERSION", "VERSION", "VERSION_ID", "BUILD_ID"),
 			SortKey: first(kv, "IMAGE_ID", "ID"),
@@ -356,26 +368,17 @@ func mangleCmdline(b []byte) string {
 
 // readConfs reads loader/entries/*.conf.
 func readConfs(espDir string) ([]Entry, error) {
-	dir, list, err := readDir(espDir, EntriesDir)
+	files, err := entryFiles(espDir, EntriesDir, SuffixConf)
 	if err != nil {
 		return nil, err
 	}
 	var out []Entry
-	for _, de := range list {
-		fname := de.Name()
-		if strings.HasPrefix(fname, "auto-") || de.IsDir() {
-			continue
-		}
-		n, err := ParseName(fname)
-		if err != nil || !strings.EqualFold(n.Suffix, SuffixConf) {
-			continue
-		}
-		p := filepath.Join(dir, fname)
-		data, err := readSmall(p)
+	for _, ef := range files {
+		data, err := readSmall(ef.path)
 		if err != nil {
 			return nil, err
 		}
-		e := Entry{Name: n, Type: TypeConf, Path: EntriesDir + "/" + fname}
+		e := Entry{Name: ef.name, Type: TypeConf, Path: EntriesDir + "/" + ef.fname}
 		var options []string
 		for _, f := range configLines(data) {
 			switch f[0] {
@@ -400,7 +403,7 @@ func readConfs(espDir string) ([]Entry, error) {
 			continue
 		}
 		if e.Title == "" {
-			e.Title = n.LoaderID
+			e.Title = ef.name.LoaderID
 		}
 		e.Options = strings.Join(options, " ")
 		out = append(out, e)
@@ -410,17 +413,9 @@ func readConfs(espDir string) ([]Entry, error) {
 
 // readSmall reads a configuration file of at most maxConfSize bytes.
 func readSmall(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	data, err := fsutil.ReadFileMax(p, maxConfSize)
 	if err != nil {
 		return nil, fmt.Errorf("bootentry: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("bootentry: %s: %w", p, err)
-	}
-	if len(data) > maxConfSize {
-		return nil, fmt.Errorf("bootentry: %s: larger than %d bytes", p, maxConfSize)
 	}
 	return data, nil
 }

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/imago-os/imago/format/efivar"
+	"github.com/imago-os/imago/internal/fsutil"
 )
 
 // DefaultDir is where Linux mounts efivarfs.
@@ -96,23 +97,12 @@ func (s *Store) Get(id efivar.ID) (efivar.Variable, error) {
 // readFile reads an efivarfs file after checking its size, so that a huge
 // file is refused without being read.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := fsutil.ReadFileMax(path, efivar.MaxFileSize)
+	if errors.Is(err, fsutil.ErrTooLarge) {
+		return nil, fmt.Errorf("efistore: %s: %w", path, efivar.ErrTooLarge)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("efistore: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("efistore: %w", err)
-	}
-	if fi.Size() > efivar.MaxFileSize {
-		return nil, fmt.Errorf("efistore: %s: %d bytes: %w", path, fi.Size(), efivar.ErrTooLarge)
-	}
-	// efivarfs reports the exact size; read one byte more than allowed to
-	// notice a file that grew meanwhile.
-	data, err := io.ReadAll(io.LimitReader(f, efivar.MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("efistore: read %s: %w", path, err)
 	}
 	return data, nil
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/imago-os/imago/internal/fsutil"
 )
 
 // compressor returns a writer that compresses into w with c. Closing it
@@ -218,20 +220,7 @@ func writeFileAtomic(dir, name string, data []byte) error {
 		return err
 	}
 	tmp = nil
-	return syncDir(dir)
-}
-
-// syncDir makes renames, links and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(dir)
 }
 
 // lockDir takes an exclusive flock(2) on the directory itself, so that two

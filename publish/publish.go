@@ -15,6 +15,7 @@ import (
 
 	"github.com/imago-os/imago/format/sha256sums"
 	"github.com/imago-os/imago/format/vercmp"
+	"github.com/imago-os/imago/internal/fsutil"
 	"github.com/imago-os/imago/keys"
 )
 
@@ -242,7 +243,7 @@ func Run(ctx context.Context, buildDirs []string, opts Options) (*Result, error)
 		progress(fmt.Sprintf("wrote %s (%d bytes from %d, sha256 %s)", name, size, j.src.Size, f.SHA256))
 	}
 	if len(jobs) > 0 {
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return res, fmt.Errorf("publish: %w", err)
 		}
 	}
@@ -272,7 +273,7 @@ func Run(ctx context.Context, buildDirs []string, opts Options) (*Result, error)
 		res.Removed = old
 		existing = kept
 		if len(old) > 0 {
-			if err := syncDir(dir); err != nil {
+			if err := fsutil.SyncDir(dir); err != nil {
 				return res, fmt.Errorf("publish: %w", err)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/imago-os/imago/format/gpt"
 	"github.com/imago-os/imago/format/vercmp"
+	"github.com/imago-os/imago/internal/fsutil"
 	"github.com/imago-os/imago/sysupdate/pattern"
 )
 
@@ -190,6 +191,13 @@ func (p *Plan) Update(ctx context.Context, version string, opts UpdateOptions) (
 		// symlink may not have been switched yet.
 		if err := p.updateSymlink(tp, opts); err != nil {
 			return res, err
+		}
+	}
+	// The downloads are installed: the cache keeps only what an
+	// interrupted update still needs.
+	for _, tp := range up.Transfers {
+		if tp.URL != "" && tp.local != "" {
+			os.Remove(tp.local)
 		}
 	}
 	return res, nil
@@ -564,7 +572,7 @@ func (p *Plan) acquire(ctx context.Context, tp *TransferPlan, opts UpdateOptions
 		}
 	}
 	if sync {
-		if err := syncDir(parent); err != nil {
+		if err := fsutil.SyncDir(parent); err != nil {
 			return fmt.Errorf("sysupdate: %s: %w", t.ID, err)
 		}
 	}
@@ -630,19 +638,6 @@ func extractTo(tarball, dir string) error {
 	return ExtractTar(r, dir)
 }
 
-// syncDir fsyncs a directory, making renames and creations in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	return nil
-}
-
 // syncTree fsyncs every regular file and directory below root (what
 // syncfs would do for a directory target, limited to the new tree).
 func syncTree(root string) error {
@@ -688,7 +683,7 @@ func (p *Plan) install(tp *TransferPlan, opts UpdateOptions) error {
 		}
 		tp.temp = ""
 		if sync {
-			if err := syncDir(filepath.Dir(tp.TargetPath)); err != nil {
+			if err := fsutil.SyncDir(filepath.Dir(tp.TargetPath)); err != nil {
 				return fmt.Errorf("sysupdate: %s: %w", t.ID, err)
 			}
 		}

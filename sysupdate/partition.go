@@ -1,19 +1,18 @@
 package sysupdate
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/imago-os/imago/format/dps"
 	"github.com/imago-os/imago/format/gpt"
+	"github.com/imago-os/imago/internal/blockdev"
 )
 
 // Partition targets are written in place: the payload goes to the byte
@@ -230,7 +229,7 @@ func autoDisk(root, mountinfo, sysfs string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("sysupdate: finding the disk backing %s: %w", usr, err)
 	}
-	dir := filepath.Join(sysfs, "dev/block", dev)
+	dir := filepath.Join(sysfs, "dev/block", dev.String())
 	for range 8 {
 		slaves, _ := os.ReadDir(filepath.Join(dir, "slaves"))
 		if len(slaves) == 0 {
@@ -256,58 +255,19 @@ func autoDisk(root, mountinfo, sysfs string) (string, error) {
 	return filepath.Join("/dev", name), nil
 }
 
-// mountDevice returns "major:minor" of the mount that holds dir: the
-// longest mount point that is dir or one of its parents (the last such
-// line wins, as later mounts hide earlier ones).
-func mountDevice(mountinfo, dir string) (string, error) {
-	f, err := os.Open(mountinfo)
+// mountDevice returns the device number of the mount that holds dir,
+// which must be on a disk.
+func mountDevice(mountinfo, dir string) (blockdev.Dev, error) {
+	mounts, err := blockdev.ReadMountinfo(mountinfo)
 	if err != nil {
-		return "", err
+		return blockdev.Dev{}, err
 	}
-	defer f.Close()
-	best, dev := "", ""
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp != dir && !strings.HasPrefix(dir, strings.TrimSuffix(mp, "/")+"/") {
-			continue
-		}
-		if len(mp) >= len(best) {
-			best, dev = mp, fields[2]
-		}
+	m := blockdev.MountHolding(mounts, dir)
+	if m == nil {
+		return blockdev.Dev{}, fmt.Errorf("%s: no mount holds %s", mountinfo, dir)
 	}
-	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("%s: %w", mountinfo, err)
+	if m.Dev.Major == 0 {
+		return blockdev.Dev{}, fmt.Errorf("%s is on a virtual file system (device %s), not on a disk", dir, m.Dev)
 	}
-	if dev == "" {
-		return "", fmt.Errorf("%s: no mount holds %s", mountinfo, dir)
-	}
-	if maj, _, _ := strings.Cut(dev, ":"); maj == "0" {
-		return "", fmt.Errorf("%s is on a virtual file system (device %s), not on a disk", dir, dev)
-	}
-	return dev, nil
-}
-
-// unescapeMount undoes the octal escapes of mountinfo (\040 for space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return m.Dev, nil
 }

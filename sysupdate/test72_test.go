@@ -469,6 +469,10 @@ func TestTest72(t *testing.T) {
 				x.update("v7")
 				x.verifyCurrent("v7", 2)
 				x.verify("v6", 1)
+				// Installed downloads leave the cache.
+				if left, _ := os.ReadDir(x.cache); len(left) != 0 {
+					x.t.Errorf("download cache not emptied after the install: %d entries", len(left))
+				}
 			})
 			run("12-next", func() {
 				x.publish("v8")

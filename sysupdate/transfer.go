@@ -326,6 +326,25 @@ func words(e unitfile.Entry) ([]string, error) {
 	return w, nil
 }
 
+// eachWord splits a list value into words and calls fn with each word as
+// written and with its specifiers expanded, stopping at the first error.
+func eachWord(e unitfile.Entry, spec Specifiers, fn func(word, expanded string) error) error {
+	ws, err := words(e)
+	if err != nil {
+		return err
+	}
+	for _, w := range ws {
+		v, err := expand(e, spec, w)
+		if err != nil {
+			return err
+		}
+		if err := fn(w, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func expand(e unitfile.Entry, spec Specifiers, v string) (string, error) {
 	r, err := spec.Expand(v)
 	if err != nil {
@@ -358,20 +377,12 @@ func (t *Transfer) parseTransferKey(e unitfile.Entry, spec Specifiers) error {
 			t.ProtectVersions = nil
 			return nil
 		}
-		ws, err := words(e)
-		if err != nil {
-			return err
-		}
-		for _, w := range ws {
-			v, err := expand(e, spec, w)
-			if err != nil {
-				return err
-			}
+		return eachWord(e, spec, func(w, v string) error {
 			if v == "" {
 				// %A on a system without IMAGE_VERSION=: systemd
 				// ignores it with a warning.
 				t.Warnings = append(t.Warnings, e.Errorf("%q expands to the empty string, ignoring", w))
-				continue
+				return nil
 			}
 			if !vercmp.IsValid(v) {
 				return e.Errorf("invalid version %q", v)
@@ -379,7 +390,8 @@ func (t *Transfer) parseTransferKey(e unitfile.Entry, spec Specifiers) error {
 			if !slices.Contains(t.ProtectVersions, v) {
 				t.ProtectVersions = append(t.ProtectVersions, v)
 			}
-		}
+			return nil
+		})
 	case "Verify":
 		b, err := unitfile.ParseBool(e.Value)
 		if err != nil {
@@ -388,21 +400,15 @@ func (t *Transfer) parseTransferKey(e unitfile.Entry, spec Specifiers) error {
 		t.Verify = b
 	case "ChangeLog", "AppStream":
 		var urls []string
-		if e.Value != "" {
-			ws, err := words(e)
-			if err != nil {
-				return err
+		err := eachWord(e, spec, func(_, v string) error {
+			if !isHTTPURL(v) {
+				return e.Errorf("not an http:// or https:// URL: %q", v)
 			}
-			for _, w := range ws {
-				v, err := expand(e, spec, w)
-				if err != nil {
-					return err
-				}
-				if !isHTTPURL(v) {
-					return e.Errorf("not an http:// or https:// URL: %q", v)
-				}
-				urls = append(urls, v)
-			}
+			urls = append(urls, v)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if e.Key == "ChangeLog" {
 			t.ChangeLog = appendOrReset(t.ChangeLog, urls, e.Value)
@@ -511,15 +517,7 @@ func parseResourceKey(r *Resource, e unitfile.Entry, spec Specifiers, source boo
 			r.Patterns = nil
 			return nil
 		}
-		ws, err := words(e)
-		if err != nil {
-			return err
-		}
-		for _, w := range ws {
-			v, err := expand(e, spec, w)
-			if err != nil {
-				return err
-			}
+		return eachWord(e, spec, func(_, v string) error {
 			p, err := pattern.Compile(v)
 			if err != nil {
 				return e.Errorf("%v", err)
@@ -527,7 +525,8 @@ func parseResourceKey(r *Resource, e unitfile.Entry, spec Specifiers, source boo
 			if !slices.ContainsFunc(r.Patterns, func(q *pattern.Pattern) bool { return q.String() == v }) {
 				r.Patterns = append(r.Patterns, p)
 			}
-		}
+			return nil
+		})
 	default:
 		return errUnknownKey
 	}

@@ -77,6 +77,20 @@ func (s *bootSource) open(ctx context.Context, cmd *cobra.Command) (string, func
 	return esp, cleanup, vars, nil
 }
 
+// runE is the RunE of a boot verb: it opens what the flags name, hands
+// the ESP directory and the variable store (nil when there is none) to
+// fn, and removes what open made afterwards.
+func (s *bootSource) runE(fn func(esp string, vars *efistore.Store) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		esp, cleanup, vars, err := s.open(cmd.Context(), cmd)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		return fn(esp, vars)
+	}
+}
+
 // where names the ESP for output: the directory, or the image.
 func (s *bootSource) where(esp string) string {
 	if s.image != "" {
@@ -98,12 +112,7 @@ blessed), indeterminate (still being assessed) or bad. The entry that was
 booted (LoaderEntrySelected) and the one systemd-boot starts by default
 (LoaderEntryDefault, loader.conf "default", else the first) are marked.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			esp, cleanup, vars, err := src.open(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
+		RunE: src.runE(func(esp string, vars *efistore.Store) error {
 			entries, err := bootentry.List(esp, vars)
 			if err != nil {
 				return err
@@ -124,7 +133,7 @@ booted (LoaderEntrySelected) and the one systemd-boot starts by default
 				printEntry(e.stdout, &entries[i])
 			}
 			return nil
-		},
+		}),
 	}
 	src.addFlags(cmd)
 	return cmd

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imago-os/imago/bootentry"
+	"github.com/imago-os/imago/efistore"
 )
 
 func init() { bootSubcommands = append(bootSubcommands, newBootStatusCmd) }
@@ -23,12 +24,7 @@ version than the booted one is marked bad, it says which version failed,
 how often it was started, and which version booted instead. With --image
 (no EFI variables) the default entry stands in for the booted one.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			esp, cleanup, vars, err := src.open(cmd.Context(), cmd)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
+		RunE: src.runE(func(esp string, vars *efistore.Store) error {
 			st, err := bootentry.Status(esp, vars)
 			if err != nil {
 				return err
@@ -41,7 +37,7 @@ how often it was started, and which version booted instead. With --image
 			}
 			printStatus(e, src.where(esp), st, vars == nil)
 			return nil
-		},
+		}),
 	}
 	src.addFlags(cmd)
 	return cmd

@@ -1,8 +1,6 @@
 package content
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/imago-os/imago/format/dps"
 	"github.com/imago-os/imago/format/gpt"
+	"github.com/imago-os/imago/internal/blockdev"
 )
 
 // BootedPartition is the partition CopyBlocks=auto copies from.
@@ -74,9 +73,9 @@ func (h host) findBootedPartition(typeUUID dps.UUID) (BootedPartition, error) {
 	if err != nil {
 		return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto: %w", err)
 	}
-	var m *mountEntry
+	var m *blockdev.Mount
 	for _, w := range where {
-		if m = findMount(mounts, w); m != nil {
+		if m = blockdev.MountAt(mounts, w); m != nil {
 			break
 		}
 	}
@@ -85,9 +84,9 @@ func (h host) findBootedPartition(typeUUID dps.UUID) (BootedPartition, error) {
 	}
 	devno, err := h.mountDevice(m)
 	if err != nil {
-		return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto for %s: %s: %w", typeName(typeUUID), m.point, err)
+		return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto for %s: %s: %w", typeName(typeUUID), m.Point, err)
 	}
-	candidates := []devNum{devno}
+	candidates := []blockdev.Dev{devno}
 	slaves, err := os.ReadDir(h.sysBlock(devno, "slaves"))
 	if err == nil {
 		candidates = nil
@@ -96,7 +95,7 @@ func (h host) findBootedPartition(typeUUID dps.UUID) (BootedPartition, error) {
 			if err != nil {
 				return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto: %w", err)
 			}
-			if d.major != 0 {
+			if d.Major != 0 {
 				candidates = append(candidates, d)
 			}
 		}
@@ -106,7 +105,7 @@ func (h host) findBootedPartition(typeUUID dps.UUID) (BootedPartition, error) {
 	if len(candidates) == 0 {
 		// Whole disks have an empty slaves directory. systemd fails here
 		// too; checking the device itself explains why.
-		candidates = []devNum{devno}
+		candidates = []blockdev.Dev{devno}
 	}
 	var found []BootedPartition
 	var why []string
@@ -125,9 +124,9 @@ func (h host) findBootedPartition(typeUUID dps.UUID) (BootedPartition, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto: no partition of type %s backs %s (%s)", typeName(typeUUID), m.point, strings.Join(why, "; "))
+		return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto: no partition of type %s backs %s (%s)", typeName(typeUUID), m.Point, strings.Join(why, "; "))
 	}
-	return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto: %d partitions of type %s back %s", len(found), typeName(typeUUID), m.point)
+	return BootedPartition{}, fmt.Errorf("content: CopyBlocks=auto: %d partitions of type %s back %s", len(found), typeName(typeUUID), m.Point)
 }
 
 func typeName(u dps.UUID) string {
@@ -137,128 +136,39 @@ func typeName(u dps.UUID) string {
 	return u.String()
 }
 
-type devNum struct{ major, minor uint32 }
-
-func (d devNum) String() string { return fmt.Sprintf("%d:%d", d.major, d.minor) }
-
-func parseDevNum(s string) (devNum, error) {
-	a, b, ok := strings.Cut(strings.TrimSpace(s), ":")
-	ma, err1 := strconv.ParseUint(a, 10, 32)
-	mi, err2 := strconv.ParseUint(b, 10, 32)
-	if !ok || err1 != nil || err2 != nil {
-		return devNum{}, fmt.Errorf("bad device number %q", s)
-	}
-	return devNum{uint32(ma), uint32(mi)}, nil
-}
-
-func readDevNum(path string) (devNum, error) {
+func readDevNum(path string) (blockdev.Dev, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return devNum{}, err
+		return blockdev.Dev{}, err
 	}
-	d, err := parseDevNum(string(b))
+	d, err := blockdev.ParseDev(string(b))
 	if err != nil {
-		return devNum{}, fmt.Errorf("%s: %w", path, err)
+		return blockdev.Dev{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return d, nil
 }
 
-// devNumFromStat splits a Linux dev_t.
-func devNumFromStat(dev uint64) devNum {
-	return devNum{uint32((dev>>8)&0xfff | (dev>>32)&^uint64(0xfff)), uint32(dev&0xff | (dev>>12)&^uint64(0xff))}
-}
-
-func (h host) sysBlock(d devNum, elem ...string) string {
+func (h host) sysBlock(d blockdev.Dev, elem ...string) string {
 	return filepath.Join(append([]string{h.sysfs, "dev", "block", d.String()}, elem...)...)
 }
 
-// mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct {
-	devno  devNum
-	point  string
-	source string
-}
-
-// readMounts parses the mount table (proc(5), /proc/pid/mountinfo).
-func (h host) readMounts() ([]mountEntry, error) {
-	b, err := os.ReadFile(h.mountinfo)
-	if err != nil {
-		return nil, err
-	}
-	return parseMountinfo(b)
-}
-
-func parseMountinfo(b []byte) ([]mountEntry, error) {
-	var out []mountEntry
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for line := 1; sc.Scan(); line++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		sep := -1
-		for i := 6; i < len(f); i++ {
-			if f[i] == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
-			return nil, fmt.Errorf("mountinfo line %d: malformed", line)
-		}
-		d, err := parseDevNum(f[2])
-		if err != nil {
-			return nil, fmt.Errorf("mountinfo line %d: %w", line, err)
-		}
-		out = append(out, mountEntry{devno: d, point: unescapeMount(f[4]), source: unescapeMount(f[sep+2])})
-	}
-	return out, sc.Err()
-}
-
-// unescapeMount undoes the kernel's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-// findMount returns the topmost mount at exactly path, or nil when path is
-// not a mount point.
-func findMount(mounts []mountEntry, path string) *mountEntry {
-	path = filepath.Clean(path)
-	for i := len(mounts) - 1; i >= 0; i-- {
-		if filepath.Clean(mounts[i].point) == path {
-			return &mounts[i]
-		}
-	}
-	return nil
+// readMounts parses the mount table.
+func (h host) readMounts() ([]blockdev.Mount, error) {
+	return blockdev.ReadMountinfo(h.mountinfo)
 }
 
 // mountDevice returns the block device a mount lives on. File systems
 // with anonymous device numbers (btrfs) name their device as the mount
 // source.
-func (h host) mountDevice(m *mountEntry) (devNum, error) {
-	if m.devno.major != 0 {
-		return m.devno, nil
+func (h host) mountDevice(m *blockdev.Mount) (blockdev.Dev, error) {
+	if m.Dev.Major != 0 {
+		return m.Dev, nil
 	}
 	var st syscall.Stat_t
-	if strings.HasPrefix(m.source, "/") && syscall.Stat(h.hostPath(m.source), &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
-		return devNumFromStat(st.Rdev), nil
+	if strings.HasPrefix(m.Source, "/") && syscall.Stat(h.hostPath(m.Source), &st) == nil && st.Mode&syscall.S_IFMT == syscall.S_IFBLK {
+		return blockdev.DevFromStat(st.Rdev), nil
 	}
-	return devNum{}, fmt.Errorf("not backed by a block device (source %q)", m.source)
+	return blockdev.Dev{}, fmt.Errorf("not backed by a block device (source %q)", m.Source)
 }
 
 // hostPath maps a /dev path of the mount table into the host view.
@@ -273,14 +183,14 @@ func (h host) hostPath(p string) string {
 // dev (a stat st_dev), or, for file systems with anonymous device numbers,
 // of the single device the mount table names.
 func (h host) backingDevice(dev uint64) (string, error) {
-	d := devNumFromStat(dev)
-	if d.major == 0 {
+	d := blockdev.DevFromStat(dev)
+	if d.Major == 0 {
 		mounts, err := h.readMounts()
 		if err != nil {
 			return "", err
 		}
 		for i := len(mounts) - 1; i >= 0; i-- {
-			if mounts[i].devno == d {
+			if mounts[i].Dev == d {
 				bd, err := h.mountDevice(&mounts[i])
 				if err != nil {
 					return "", err
@@ -289,7 +199,7 @@ func (h host) backingDevice(dev uint64) (string, error) {
 				break
 			}
 		}
-		if d.major == 0 {
+		if d.Major == 0 {
 			return "", fmt.Errorf("device %s is not a block device", d)
 		}
 	}
@@ -297,7 +207,7 @@ func (h host) backingDevice(dev uint64) (string, error) {
 }
 
 // deviceNode finds the /dev node of a block device from its sysfs uevent.
-func (h host) deviceNode(d devNum) (string, error) {
+func (h host) deviceNode(d blockdev.Dev) (string, error) {
 	b, err := os.ReadFile(h.sysBlock(d, "uevent"))
 	if err != nil {
 		return "", fmt.Errorf("block device %s: %w", d, err)
@@ -312,7 +222,7 @@ func (h host) deviceNode(d devNum) (string, error) {
 
 // checkCandidate reports whether the block device d is a GPT partition of
 // type typeUUID. A mismatch is reported as a reason, not an error.
-func (h host) checkCandidate(d devNum, typeUUID dps.UUID) (BootedPartition, string, error) {
+func (h host) checkCandidate(d blockdev.Dev, typeUUID dps.UUID) (BootedPartition, string, error) {
 	node, err := h.deviceNode(d)
 	if err != nil {
 		return BootedPartition{}, "", err
@@ -368,7 +278,7 @@ func (h host) checkCandidate(d devNum, typeUUID dps.UUID) (BootedPartition, stri
 			return BootedPartition{}, fmt.Sprintf("%s has type %s", node, typeName(dps.UUID(p.TypeGUID))), nil
 		}
 		_, size := p.Bytes(table.SectorSize)
-		return BootedPartition{Device: node, Major: d.major, Minor: d.minor, UUID: p.UniqueGUID, Size: size}, "", nil
+		return BootedPartition{Device: node, Major: d.Major, Minor: d.Minor, UUID: p.UniqueGUID, Size: size}, "", nil
 	}
 	return BootedPartition{}, fmt.Sprintf("%s has no entry %d", diskNode, number), nil
 }

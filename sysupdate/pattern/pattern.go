@@ -441,6 +441,17 @@ func (p *Pattern) Format(f Fields) (string, error) {
 	missing := func(c Field) error {
 		return fmt.Errorf("pattern %q: %w: @%c", p.source, ErrMissingField, c)
 	}
+	// num and flag write a field that is set and report whether it is.
+	num := func(has bool, v uint64, base int) bool {
+		b.WriteString(strconv.FormatUint(v, base))
+		return has
+	}
+	flag := func(v *bool) bool {
+		if v != nil {
+			b.WriteString(boolDigit(*v))
+		}
+		return v != nil
+	}
 	for _, e := range p.elements {
 		var ok = true
 		switch e.field {
@@ -453,38 +464,24 @@ func (p *Pattern) Format(f Fields) (string, error) {
 			ok = f.HasPartitionUUID
 			b.WriteString(hex.EncodeToString(f.PartitionUUID[:]))
 		case PartitionFlags:
-			ok = f.HasPartitionFlags
-			b.WriteString(strconv.FormatUint(f.PartitionFlags, 16))
+			ok = num(f.HasPartitionFlags, f.PartitionFlags, 16)
 		case MTime:
-			ok = f.HasMTime
-			b.WriteString(strconv.FormatUint(f.MTime, 10))
+			ok = num(f.HasMTime, f.MTime, 10)
 		case Mode:
 			ok = f.HasMode
 			fmt.Fprintf(&b, "%03o", f.Mode)
 		case Size:
-			ok = f.HasSize
-			b.WriteString(strconv.FormatUint(f.Size, 10))
+			ok = num(f.HasSize, f.Size, 10)
 		case TriesDone:
-			ok = f.HasTriesDone
-			b.WriteString(strconv.FormatUint(f.TriesDone, 10))
+			ok = num(f.HasTriesDone, f.TriesDone, 10)
 		case TriesLeft:
-			ok = f.HasTriesLeft
-			b.WriteString(strconv.FormatUint(f.TriesLeft, 10))
+			ok = num(f.HasTriesLeft, f.TriesLeft, 10)
 		case NoAuto:
-			ok = f.NoAuto != nil
-			if ok {
-				b.WriteString(boolDigit(*f.NoAuto))
-			}
+			ok = flag(f.NoAuto)
 		case ReadOnly:
-			ok = f.ReadOnly != nil
-			if ok {
-				b.WriteString(boolDigit(*f.ReadOnly))
-			}
+			ok = flag(f.ReadOnly)
 		case GrowFileSystem:
-			ok = f.GrowFileSystem != nil
-			if ok {
-				b.WriteString(boolDigit(*f.GrowFileSystem))
-			}
+			ok = flag(f.GrowFileSystem)
 		case SHA256:
 			ok = f.HasSHA256
 			b.WriteString(hex.EncodeToString(f.SHA256[:]))
