@@ -232,15 +232,21 @@ f fallback 'imago boot status --json | tr -d "\n" | grep -o "\"fallback\": {[^}]
 	publishBuild(t, pub, v4)
 	cuts := powerCuts(t)
 	for i := 0; i < cuts; i++ {
-		delay := 5*time.Second + time.Duration(rand.Int64N(int64(updateTime+10*time.Second)))
-		g.typeLine("imago update update >/run/imago-update.log 2>&1")
+		// A moment within the time the first update took, so that the
+		// cut lands in the download, the vacuum, the writes or the
+		// install step. The update's progress goes to a persistent log,
+		// whose last line after the reboot tells where it was cut.
+		delay := 3*time.Second + time.Duration(rand.Int64N(int64(updateTime)))
+		g.typeLine("imago update update >/var/tmp/imago-update.log 2>&1")
 		time.Sleep(delay)
 		m.Kill()
 		m.Wait()
 		m = boot(t, cfg)
 		g = login(t, m, firstBootTimeout)
-		f = g.facts(bootedScript)
-		t.Logf("power cut %d after %s: booted version %s, state %s", i+1, delay.Round(time.Second), f["version"], f["state"])
+		f = g.facts(bootedScript + `
+f cut_at 'tail -n 1 /var/tmp/imago-update.log'
+`)
+		t.Logf("power cut %d after %s (last logged: %q): booted version %s, state %s", i+1, delay.Round(time.Second), f["cut_at"], f["version"], f["state"])
 		if f["version"] != "2" && f["version"] != "4" {
 			t.Fatalf("after power cut %d the guest booted version %q", i+1, f["version"])
 		}
