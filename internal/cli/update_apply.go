@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imago-os/imago/bootentry"
+	"github.com/imago-os/imago/efistore"
 	"github.com/imago-os/imago/sysupdate"
 	"github.com/spf13/cobra"
 )
@@ -455,15 +456,43 @@ func reportPending(cmd *cobra.Command, e *env, f *updateFlags) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if f.asJSON {
-		return newer, e.printJSON(map[string]any{"installed": installed, "booted": booted, "rebootNeeded": newer})
+	// A newer version that used up its boot tries is not worth a reboot:
+	// systemd-boot would start the booted one again.
+	failed := newer && failedBootAssessment(f, installed)
+	if failed {
+		newer = false
 	}
-	if newer {
+	if f.asJSON {
+		return newer, e.printJSON(map[string]any{"installed": installed, "booted": booted, "rebootNeeded": newer, "installedFailed": failed})
+	}
+	if failed {
+		fmt.Fprintf(e.stdout, "Version %s is installed but failed its boot assessment; %s stays booted.\n", installed, booted)
+	} else if newer {
 		fmt.Fprintf(e.stdout, "Version %s is installed, %s is booted: reboot recommended.\n", installed, booted)
 	} else {
 		fmt.Fprintf(e.stdout, "The booted version %s is the newest installed.\n", booted)
 	}
 	return newer, nil
+}
+
+// failedBootAssessment tells whether version's boot entry on the ESP is
+// marked bad (its tries used up) and an older one booted instead.
+func failedBootAssessment(f *updateFlags, version string) bool {
+	esp := f.esp
+	if esp == "" && f.root == "" {
+		esp = defaultESP()
+	}
+	if esp == "" {
+		return false
+	}
+	var vars *efistore.Store
+	if f.root == "" {
+		if s, err := efistore.Open(efistore.DefaultDir); err == nil {
+			vars = s
+		}
+	}
+	st, err := bootentry.Status(esp, vars)
+	return err == nil && st.Fallback != nil && st.Fallback.FailedVersion == version
 }
 
 // rebootIfNewer reboots through systemd when a newer version is installed.

@@ -164,6 +164,11 @@ func TestUpdateApplyVerbs(t *testing.T) {
 	if code, out, errOut := run(t, "update", "--root", root, "pending"); code != 0 || !strings.Contains(out, "reboot recommended") {
 		t.Fatalf("pending: %d %q %q", code, out, errOut)
 	}
+	// Version 3 used up its boot tries and 2 boots instead: no reboot.
+	esp := bootTestESP(t)
+	if code, out, errOut := run(t, "update", "--root", root, "--esp-path", esp, "pending"); code != 1 || !strings.Contains(out, "failed its boot assessment") {
+		t.Fatalf("pending after a fallback: %d %q %q", code, out, errOut)
+	}
 	os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("ID=test\nIMAGE_VERSION=3\n"), 0o644)
 	if code, _, _ := run(t, "update", "--root", root, "pending"); code != 1 {
 		t.Fatalf("pending when up to date: %d", code)
