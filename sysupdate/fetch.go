@@ -116,9 +116,10 @@ func (d *Downloader) Fetch(ctx context.Context, url string, want [32]byte) (stri
 			return "", fmt.Errorf("sysupdate: %s: %w: expected %x, got %x", url, ErrHashMismatch, want, got)
 		}
 	}
-	if err := syncFile(partial); err != nil {
-		return "", fmt.Errorf("sysupdate: cache: %w", err)
-	}
+	// No fsync: a cached file is only ever used after its digest is
+	// checked again (fileHasDigest), so one that a power loss damaged is
+	// downloaded anew, and not syncing spares writing every payload to
+	// the disk twice before the update itself writes it.
 	if err := os.Rename(partial, final); err != nil {
 		return "", fmt.Errorf("sysupdate: cache: %w", err)
 	}
@@ -155,18 +156,6 @@ func fileDigest(p string) ([32]byte, error) {
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, nil
-}
-
-func syncFile(p string) error {
-	f, err := os.OpenFile(p, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // openPartial opens the partial file for appending and returns its size;
