@@ -105,8 +105,8 @@ func serveUpdates(t *testing.T, dir string) {
 }
 
 // powerCuts is how many times the update test cuts the power during an
-// update: IMAGO_E2E_POWER_CUTS, 2 by default (scripts/soak-power-cuts runs
-// more).
+// update: IMAGO_E2E_POWER_CUTS, 2 by default (TestReferenceImagePowerCutSoak
+// makes more).
 func powerCuts(t *testing.T) int {
 	s := os.Getenv("IMAGO_E2E_POWER_CUTS")
 	if s == "" {
@@ -230,10 +230,19 @@ f fallback 'imago boot status --json | tr -d "\n" | grep -o "\"fallback\": {[^}]
 	// Power cuts at random moments of the update to version 4: every boot
 	// comes up in version 2 or 4, and the next update completes.
 	publishBuild(t, pub, v4)
-	cuts := powerCuts(t)
+	_, g = cutPowerDuringUpdates(t, m, g, cfg, powerCuts(t), updateTime, "2", "4")
+	g.powerOff()
+}
+
+// cutPowerDuringUpdates starts an update in the guest and kills qemu at a
+// random moment within updateTime, cuts times, each time booting again and
+// checking that the guest comes up in version old or new. Then it lets an
+// update run to its end and checks that version new is installed. It
+// returns the running machine and its shell.
+func cutPowerDuringUpdates(t *testing.T, m *vm.Machine, g *guest, cfg vm.Config, cuts int, updateTime time.Duration, old, new string) (*vm.Machine, *guest) {
+	t.Helper()
 	for i := 0; i < cuts; i++ {
-		// A moment within the time the first update took, so that the
-		// cut lands in the download, the vacuum, the writes or the
+		// The cut lands in the download, the vacuum, the writes or the
 		// install step. The update's progress goes to a persistent log,
 		// whose last line after the reboot tells where it was cut.
 		delay := 3*time.Second + time.Duration(rand.Int64N(int64(updateTime)))
@@ -243,26 +252,59 @@ f fallback 'imago boot status --json | tr -d "\n" | grep -o "\"fallback\": {[^}]
 		m.Wait()
 		m = boot(t, cfg)
 		g = login(t, m, firstBootTimeout)
-		f = g.facts(bootedScript + `
+		f := g.facts(bootedScript + `
 f cut_at 'tail -n 1 /var/tmp/imago-update.log'
 `)
 		t.Logf("power cut %d after %s (last logged: %q): booted version %s, state %s", i+1, delay.Round(time.Second), f["cut_at"], f["version"], f["state"])
-		if f["version"] != "2" && f["version"] != "4" {
+		if f["version"] != old && f["version"] != new {
 			t.Fatalf("after power cut %d the guest booted version %q", i+1, f["version"])
 		}
-		if f["version"] == "4" {
-			break // the update had completed; nothing left to cut
+		if f["state"] != "running" {
+			t.Errorf("after power cut %d the guest is %q", i+1, f["state"])
+		}
+		if f["version"] == new {
+			t.Logf("the update had completed before power cut %d; nothing left to cut", i+1)
+			break
 		}
 	}
-	f = g.factsWithin(updateTimeout, updateScript+`
+	f := g.factsWithin(updateTimeout, updateScript+`
 f check 'imago update check-new; echo $?'
 f list 'imago update list --offline | tr -s " " | tr "\n" ";"'
 `)
-	t.Logf("update to v4 after the power cuts: %s; %s", f["log"], f["list"])
+	t.Logf("update to v%s after the power cuts: %s; %s", new, f["log"], f["list"])
 	expect(t, f, "update", "0")
 	expect(t, f, "check", "1")
-	if !strings.Contains(f["list"], "4 yes") {
-		t.Errorf("version 4 is not installed: %s", f["list"])
+	if !strings.Contains(f["list"], new+" yes") {
+		t.Errorf("version %s is not installed: %s", new, f["list"])
 	}
+	return m, g
+}
+
+// TestReferenceImagePowerCutSoak cuts the power IMAGO_E2E_SOAK_CUTS times
+// during the update from version 1 to 2 (scripts/soak-power-cuts); the
+// test suite leaves it out, as TestReferenceImageUpdate makes two cuts.
+func TestReferenceImagePowerCutSoak(t *testing.T) {
+	s := os.Getenv("IMAGO_E2E_SOAK_CUTS")
+	if s == "" {
+		t.Skip("set IMAGO_E2E_SOAK_CUTS (scripts/soak-power-cuts)")
+	}
+	cuts, err := strconv.Atoi(s)
+	if err != nil || cuts < 1 {
+		t.Fatalf("IMAGO_E2E_SOAK_CUTS=%q is not a count", s)
+	}
+	v1 := sharedReference(t)
+	vmtest.RequireMachine(t)
+	v2 := buildVersion(t, "2", "")
+	pub := t.TempDir()
+	serveUpdates(t, pub)
+	publishBuild(t, pub, v2)
+	cfg := vm.Config{Image: v1.Image, StateDir: filepath.Join(t.TempDir(), "machine"), TPM: true, Network: true, DiskSize: 5 << 30}
+	m := boot(t, cfg)
+	g := login(t, m, firstBootTimeout)
+	f := g.facts(bootedScript)
+	expect(t, f, "version", "1")
+	// Under emulation an update of the reference image takes about two
+	// minutes; the cuts fall within that.
+	_, g = cutPowerDuringUpdates(t, m, g, cfg, cuts, 2*time.Minute, "1", "2")
 	g.powerOff()
 }
