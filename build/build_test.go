@@ -99,14 +99,30 @@ func TestRunRefusesWithoutVersion(t *testing.T) {
 	}
 }
 
-// buildReference builds the reference definition into out.
-func buildReference(t *testing.T, out, keysDir string, epoch time.Time) *Result {
+// buildReference builds the reference definition into out; version, if
+// not empty, replaces its ImageVersion=, and cmdline, if not empty, is
+// added to its kernel command line.
+func buildReference(t *testing.T, out, keysDir string, epoch time.Time, version, cmdline string) *Result {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := reference.WriteTo(dir, false); err != nil {
 		t.Fatal(err)
 	}
-	def, err := config.Load(dir, config.Options{OutputDirectory: out})
+	if cmdline != "" {
+		conf := filepath.Join(dir, "imago.conf")
+		data, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const line = "KernelCommandLine=console=ttyS0 systemd.firstboot=off"
+		if !strings.Contains(string(data), line) {
+			t.Fatalf("%s has no line %q", conf, line)
+		}
+		if err := os.WriteFile(conf, []byte(strings.Replace(string(data), line, line+" "+cmdline, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	def, err := config.Load(dir, config.Options{ImageVersion: version, OutputDirectory: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +153,7 @@ func TestReproducible(t *testing.T) {
 	t.Logf("first build:\n%s", shared.log.String())
 	out1 := r1.OutputDir
 	start := time.Now()
-	r2 := buildReference(t, t.TempDir(), shared.keys, testEpoch)
+	r2 := buildReference(t, t.TempDir(), shared.keys, testEpoch, "", "")
 	t.Logf("second build: %s", time.Since(start).Round(time.Millisecond))
 
 	if len(r1.Artifacts) != len(r2.Artifacts) {

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imago-os/imago/build/config"
-	"github.com/imago-os/imago/build/reference"
 	"github.com/imago-os/imago/publish"
 	"github.com/imago-os/imago/vm"
 	"github.com/imago-os/imago/vm/vmtest"
@@ -40,36 +38,8 @@ const brokenCmdline = "rdinit=/imago-no-such-init panic=5"
 func buildVersion(t *testing.T, version, cmdline string) *Result {
 	t.Helper()
 	sharedReference(t)
-	dir := t.TempDir()
-	if _, err := reference.WriteTo(dir, false); err != nil {
-		t.Fatal(err)
-	}
-	if cmdline != "" {
-		conf := filepath.Join(dir, "imago.conf")
-		data, err := os.ReadFile(conf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		const line = "KernelCommandLine=console=ttyS0 systemd.firstboot=off"
-		if !strings.Contains(string(data), line) {
-			t.Fatalf("%s has no line %q", conf, line)
-		}
-		if err := os.WriteFile(conf, []byte(strings.Replace(string(data), line, line+" "+cmdline, 1)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	def, err := config.Load(dir, config.Options{ImageVersion: version, OutputDirectory: filepath.Join(t.TempDir(), "out")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
-	defer cancel()
-	epoch := testEpoch
 	start := time.Now()
-	res, err := Run(ctx, def, Options{SourceDateEpoch: &epoch, KeysDir: shared.keys, ImagoBinary: imagoBinary(t)})
-	if err != nil {
-		t.Fatalf("building version %s: %v", version, err)
-	}
+	res := buildReference(t, filepath.Join(t.TempDir(), "out"), shared.keys, testEpoch, version, cmdline)
 	t.Logf("built version %s in %s", version, time.Since(start).Round(time.Second))
 	return res
 }
@@ -87,10 +57,19 @@ func publishBuild(t *testing.T, dir string, res *Result) {
 	}
 }
 
-// serveUpdates serves dir on the update server's address until the test
-// ends.
-func serveUpdates(t *testing.T, dir string) {
+// updateMachine is the machine the update tests boot: image's build on a
+// 5 GiB disk, with a TPM and a network card to reach the update server.
+func updateMachine(t *testing.T, image *Result) vm.Config {
+	return vm.Config{Image: image.Image, StateDir: filepath.Join(t.TempDir(), "machine"), TPM: true, Network: true, DiskSize: 5 << 30}
+}
+
+// serveUpdates publishes first into a new update directory and serves it
+// on the update server's address until the test ends; it returns the
+// directory, for more versions.
+func serveUpdates(t *testing.T, first *Result) string {
 	t.Helper()
+	dir := t.TempDir()
+	publishBuild(t, dir, first)
 	ln, err := net.Listen("tcp", updateServerAddr)
 	if err != nil {
 		t.Fatalf("update server: %v", err)
@@ -102,6 +81,7 @@ func serveUpdates(t *testing.T, dir string) {
 		}
 	}()
 	t.Cleanup(func() { srv.Close() })
+	return dir
 }
 
 // powerCuts is how many times the update test cuts the power during an
@@ -143,11 +123,8 @@ func TestReferenceImageUpdate(t *testing.T) {
 	v2 := buildVersion(t, "2", "")
 	v3 := buildVersion(t, "3", brokenCmdline)
 	v4 := buildVersion(t, "4", "")
-	pub := t.TempDir()
-	serveUpdates(t, pub)
-	publishBuild(t, pub, v2)
-
-	cfg := vm.Config{Image: v1.Image, StateDir: filepath.Join(t.TempDir(), "machine"), TPM: true, Network: true, DiskSize: 5 << 30}
+	pub := serveUpdates(t, v2)
+	cfg := updateMachine(t, v1)
 
 	// Version 1 finds version 2 and installs it into the empty B slot.
 	m := boot(t, cfg)
@@ -295,10 +272,8 @@ func TestReferenceImagePowerCutSoak(t *testing.T) {
 	v1 := sharedReference(t)
 	vmtest.RequireMachine(t)
 	v2 := buildVersion(t, "2", "")
-	pub := t.TempDir()
-	serveUpdates(t, pub)
-	publishBuild(t, pub, v2)
-	cfg := vm.Config{Image: v1.Image, StateDir: filepath.Join(t.TempDir(), "machine"), TPM: true, Network: true, DiskSize: 5 << 30}
+	serveUpdates(t, v2)
+	cfg := updateMachine(t, v1)
 	m := boot(t, cfg)
 	g := login(t, m, firstBootTimeout)
 	f := g.facts(bootedScript)

@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imago-os/imago/internal/testutil"
+
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -212,20 +214,7 @@ func makeBenchDisk(tb testing.TB, path string, slot int64) int64 {
 		tab.Partitions = append(tab.Partitions, gpt.Partition{Number: k + 1, TypeGUID: gpt.GUID(usr.UUID),
 			UniqueGUID: gpt.GUID{0xbe, byte(k + 1)}, FirstLBA: first, LastLBA: first + uint64(slot/512) - 1, Name: "_empty"})
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		tb.Fatal(err)
-	}
-	if err := gpt.Write(f, size, tab); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		tb.Fatal(err)
-	}
+	testutil.WriteGPTImage(tb, path, size, tab)
 	return size
 }
 

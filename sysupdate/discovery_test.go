@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imago-os/imago/internal/testutil"
+
 	"github.com/imago-os/imago/format/dps"
 	"github.com/imago-os/imago/format/gpt"
 	"github.com/imago-os/imago/format/sha256sums"
@@ -43,17 +45,7 @@ func makeDisk(t *testing.T, path string, sectorSize int, labels [4]string) {
 			FirstLBA: start, LastLBA: start + 2047, Name: labels[k],
 		})
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	if err := gpt.Write(f, size, tab); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteGPTImage(t, path, size, tab)
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -210,12 +202,7 @@ func TestPartitionMetadata(t *testing.T) {
 		tab.Partitions = append(tab.Partitions, gpt.Partition{Number: k + 1, TypeGUID: gpt.GUID(typeRoot.UUID), UniqueGUID: gpt.GUID{0xb0, byte(k)},
 			FirstLBA: start, LastLBA: start + 2047, Name: label, Attributes: dps.FlagReadOnly | dps.FlagNoAuto})
 	}
-	f, _ := os.Create(img)
-	f.Truncate(size)
-	if err := gpt.Write(f, size, tab); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	testutil.WriteGPTImage(t, img, size, tab)
 	tr := mustParse(t, "[Source]\nType=regular-file\nPath=/s\nMatchPattern=os-@v.raw\n[Target]\nType=partition\nPath="+img+"\nMatchPattern=os-@v-ro@r os-@v\nMatchPartitionType=root-x86-64\n")
 	d, err := tr.TargetInstances(context.Background(), Env{})
 	if err != nil {

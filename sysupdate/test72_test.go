@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imago-os/imago/internal/testutil"
+
 	"github.com/imago-os/imago/format/gpt"
 )
 
@@ -219,16 +221,7 @@ func (x *t72) sameFile(got, want string) {
 // table reads the test disk's partition table.
 func (x *t72) table() *gpt.Table {
 	x.t.Helper()
-	f, err := os.Open(x.disk)
-	if err != nil {
-		x.t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	tab, err := gpt.Read(f, st.Size(), 0)
-	if err != nil {
-		x.t.Fatal(err)
-	}
+	tab := testutil.ReadGPTImage(x.t, x.disk)
 	if tab.SectorSize != x.sectorSize || tab.UsedBackup || len(tab.Warnings) != 0 {
 		x.t.Fatalf("table: sector size %d, used backup %v, warnings %v", tab.SectorSize, tab.UsedBackup, tab.Warnings)
 	}

@@ -45,12 +45,7 @@ func (a *updateApplyFlags) options() sysupdate.UpdateOptions {
 // terminal, otherwise a line per tenth of each instance (so that a log or
 // a serial console shows the update advancing without flooding).
 func (e *env) byteProgress() func(name string, done, total int64) {
-	tty := false
-	if f, ok := e.stderr.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = true
-		}
-	}
+	tty := e.stderrTerminal() != nil
 	var mu sync.Mutex
 	var last time.Time
 	lastTenth := map[string]int64{}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imago-os/imago/internal/testutil"
+
 	"github.com/imago-os/imago/format/dps"
 	"github.com/imago-os/imago/format/gpt"
 )
@@ -27,33 +29,13 @@ func makeSlotDisk(t *testing.T, path string) {
 		tab.Partitions = append(tab.Partitions, gpt.Partition{Number: k + 1, TypeGUID: gpt.GUID(usr.UUID),
 			UniqueGUID: gpt.GUID{0xb0, byte(k)}, FirstLBA: start, LastLBA: start + 2047, Name: "_empty"})
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	if err := gpt.Write(f, size, tab); err != nil {
-		t.Fatal(err)
-	}
+	testutil.WriteGPTImage(t, path, size, tab)
 }
 
 func slotLabels(t *testing.T, path string) []string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	tab, err := gpt.Read(f, fi.Size(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, p := range tab.Partitions {
+	for _, p := range testutil.ReadGPTImage(t, path).Partitions {
 		out = append(out, p.Name)
 	}
 	return out

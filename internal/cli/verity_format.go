@@ -105,13 +105,22 @@ func dataBlocksFor(data *os.File, p *verity.Params) error {
 	return nil
 }
 
-// progressPrinter shows progress on stderr when it is a terminal.
-func (e *env) progressPrinter(verb string) func(done, total uint64) {
+// stderrTerminal returns stderr when it is a terminal, else nil.
+func (e *env) stderrTerminal() *os.File {
 	f, ok := e.stderr.(*os.File)
 	if !ok {
 		return nil
 	}
 	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return f
+}
+
+// progressPrinter shows progress on stderr when it is a terminal.
+func (e *env) progressPrinter(verb string) func(done, total uint64) {
+	f := e.stderrTerminal()
+	if f == nil {
 		return nil
 	}
 	var last time.Time
