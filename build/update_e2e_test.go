@@ -2,7 +2,9 @@ package build
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imago-os/imago/bootentry"
 	"github.com/imago-os/imago/publish"
 	"github.com/imago-os/imago/vm"
 	"github.com/imago-os/imago/vm/vmtest"
@@ -115,6 +118,7 @@ f version '. /usr/lib/os-release; echo $IMAGE_VERSION'
 f state 'systemctl is-system-running --wait'
 f failed 'systemctl --failed --no-legend --plain | cut -d" " -f1'
 f usr_slot 'ls /sys/block/$(basename $(readlink -f /dev/mapper/usr))/slaves'
+f clock 'date +%s'
 `
 
 func TestReferenceImageUpdate(t *testing.T) {
@@ -189,19 +193,21 @@ f booted 'imago boot list --json | grep -c "\"selected\": true"'
 	panics := len(regexp.MustCompile(`Kernel panic`).FindAllString(m.Console()[mark:], -1))
 	f = g.facts(bootedScript + `
 f ukis 'ls /boot/EFI/Linux'
-f fallback 'imago boot status --json | tr -d "\n" | grep -o "\"fallback\": {[^}]*}"'
+f status 'imago boot status --json | tr -d "\n"'
 `)
-	t.Logf("fallback after %d kernel panics: %s", panics, f["fallback"])
+	var status bootentry.StatusReport
+	if err := json.Unmarshal([]byte(f["status"]), &status); err != nil {
+		t.Errorf("imago boot status --json: %v: %q", err, f["status"])
+	}
+	t.Logf("fallback after %d kernel panics: %+v", panics, status.Fallback)
 	expect(t, f, "version", "2")
 	expect(t, f, "usr_slot", slotB)
 	expect(t, f, "ukis", "imago-ref_2.efi imago-ref_3+0-3.efi")
 	if panics != 3 {
 		t.Errorf("version 3 panicked %d times, want 3 tries", panics)
 	}
-	for _, want := range []string{`"failedVersion": "3"`, `"tries": 3`, `"bootedVersion": "2"`} {
-		if !strings.Contains(f["fallback"], want) {
-			t.Errorf("boot status fallback %q lacks %s", f["fallback"], want)
-		}
+	if fb := status.Fallback; fb == nil || fb.FailedVersion != "3" || fb.Tries != 3 || fb.BootedVersion != "2" || !fb.Booted {
+		t.Errorf("boot status reports fallback %+v, want version 3 failed after 3 tries and version 2 booted; the whole report: %s", fb, f["status"])
 	}
 
 	// Power cuts at random moments of the update to version 4: every boot
@@ -232,12 +238,15 @@ func cutPowerDuringUpdates(t *testing.T, m *vm.Machine, g *guest, cfg vm.Config,
 		f := g.facts(bootedScript + `
 f cut_at 'tail -n 1 /var/tmp/imago-update.log'
 `)
-		t.Logf("power cut %d after %s (last logged: %q): booted version %s, state %s", i+1, delay.Round(time.Second), f["cut_at"], f["version"], f["state"])
+		t.Logf("power cut %d after %s (last logged: %q): booted version %s, state %s, clock %s", i+1, delay.Round(time.Second), f["cut_at"], f["version"], f["state"], clockSkew(f))
 		if f["version"] != old && f["version"] != new {
 			t.Fatalf("after power cut %d the guest booted version %q", i+1, f["version"])
 		}
 		if f["state"] != "running" {
 			t.Errorf("after power cut %d the guest is %q", i+1, f["state"])
+		}
+		if strings.HasPrefix(f["cut_at"], "imago: ") {
+			t.Errorf("the update failed before power cut %d could strike it: %s", i+1, f["cut_at"])
 		}
 		if f["version"] == new {
 			t.Logf("the update had completed before power cut %d; nothing left to cut", i+1)
@@ -282,4 +291,21 @@ func TestReferenceImagePowerCutSoak(t *testing.T) {
 	// minutes; the cuts fall within that.
 	_, g = cutPowerDuringUpdates(t, m, g, cfg, cuts, 2*time.Minute, "1", "2")
 	g.powerOff()
+}
+
+// clockSkew says how far the guest's clock (the "clock" fact, in Unix
+// seconds) is from the host's.
+func clockSkew(f map[string]string) string {
+	guest, err := strconv.ParseInt(f["clock"], 10, 64)
+	if err != nil {
+		return fmt.Sprintf("unknown (%q)", f["clock"])
+	}
+	d := time.Unix(guest, 0).Sub(time.Now().Truncate(time.Second))
+	switch {
+	case d < 0:
+		return fmt.Sprintf("%s behind the host's", -d)
+	case d > 0:
+		return fmt.Sprintf("%s ahead of the host's", d)
+	}
+	return "in step with the host's"
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+
 	"github.com/imago-os/imago/format/efisig"
 )
 
@@ -363,5 +365,46 @@ func TestZeroSetDoesNotPanic(t *testing.T) {
 	}
 	if _, err := s.SignUpdateManifest(strings.NewReader("x"), time.Time{}); err == nil {
 		t.Error("signed with no key")
+	}
+}
+
+// TestVerifyUpdateManifestClockBehind: a machine whose clock lags the
+// publisher's accepts a manifest signed "in the future", with a key also
+// created after the machine's now; an expired signature stays refused.
+func TestVerifyUpdateManifestClockBehind(t *testing.T) {
+	now := time.Now()
+	key, err := newUpdateKey("clock test", now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := encodeUpdateKeyring(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := []byte(strings.Repeat("0", 64) + "  imago_2.usr.raw\n")
+	var sig bytes.Buffer
+	if err := openpgp.DetachSign(&sig, key, bytes.NewReader(manifest), openpgpConfig(now.Add(2*time.Hour).Truncate(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyUpdateManifest(bytes.NewReader(keyring), bytes.NewReader(manifest), bytes.NewReader(sig.Bytes())); err != nil {
+		t.Fatalf("signature from 2 hours ahead: %v", err)
+	}
+
+	old, err := newUpdateKey("expiry test", now.Add(-48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keyring, err = encodeUpdateKeyring(old); err != nil {
+		t.Fatal(err)
+	}
+	config := openpgpConfig(now.Add(-24 * time.Hour).Truncate(time.Second))
+	config.SigLifetimeSecs = 3600
+	sig.Reset()
+	if err := openpgp.DetachSign(&sig, old, bytes.NewReader(manifest), config); err != nil {
+		t.Fatal(err)
+	}
+	_, err = VerifyUpdateManifest(bytes.NewReader(keyring), bytes.NewReader(manifest), bytes.NewReader(sig.Bytes()))
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("signature expired 23 hours ago: %v", err)
 	}
 }

@@ -231,15 +231,16 @@ func VerifyUpdateManifest(keyring, manifest, signature io.Reader) (string, error
 	if err != nil {
 		return "", fmt.Errorf("keys: reading the signature: %w", err)
 	}
-	var signer *openpgp.Entity
 	if block, aerr := armor.Decode(bytes.NewReader(sig)); aerr == nil {
 		if block.Type != openpgp.SignatureType {
 			return "", fmt.Errorf("keys: armored %q, want a signature", block.Type)
 		}
-		signer, err = openpgp.CheckDetachedSignature(el, manifest, block.Body, nil)
-	} else {
-		signer, err = openpgp.CheckDetachedSignature(el, manifest, bytes.NewReader(sig), nil)
+		if sig, err = io.ReadAll(block.Body); err != nil {
+			return "", fmt.Errorf("keys: reading the armored signature: %w", err)
+		}
 	}
+	config := &packet.Config{Time: verificationTime(sig, time.Now())}
+	signer, err := openpgp.CheckDetachedSignature(el, manifest, bytes.NewReader(sig), config)
 	if err != nil {
 		return "", fmt.Errorf("keys: update manifest signature: %w", err)
 	}
@@ -247,4 +248,21 @@ func VerifyUpdateManifest(keyring, manifest, signature io.Reader) (string, error
 		return "", errors.New("keys: update manifest signature: no signer")
 	}
 	return strings.ToUpper(hex.EncodeToString(signer.PrimaryKey.Fingerprint)), nil
+}
+
+// verificationTime returns the moment a signature is checked at: now, or
+// the signature's creation time when that is later. A machine whose clock
+// lags (no battery-backed clock, or not yet synchronized) would otherwise
+// refuse a manifest signed moments ago as "expired". The creation time
+// proves nothing that the signature itself does not, and an expired key
+// or signature is still refused, as every check happens no earlier than
+// now.
+func verificationTime(sig []byte, now time.Time) func() time.Time {
+	at := now
+	if p, err := packet.NewReader(bytes.NewReader(sig)).Next(); err == nil {
+		if s, ok := p.(*packet.Signature); ok && s.CreationTime.After(at) {
+			at = s.CreationTime
+		}
+	}
+	return func() time.Time { return at }
 }

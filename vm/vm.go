@@ -4,7 +4,7 @@
 // store that starts empty (setup mode, so that systemd-boot can enroll the
 // image's keys) or with test keys; a software TPM 2.0 (swtpm) whose state
 // is kept per image, so that secrets sealed on one boot unseal on the
-// next; KVM when it can run UEFI guests, otherwise software emulation
+// next, and which starts with hardware-like dictionary-attack limits; KVM when it can run UEFI guests, otherwise software emulation
 // (TCG); the image as a virtio disk, booted in place, as a snapshot, or as
 // a grown working copy; the serial console captured to a log file that
 // callers wait on line by line; and a QMP control socket for ACPI
@@ -409,6 +409,12 @@ func Start(ctx context.Context, cfg Config) (m *Machine, err error) {
 	}
 	if cfg.TPM {
 		p.tpmSocket = filepath.Join(runDir, "swtpm.sock")
+		if !tpmStateExists(tpmState) {
+			progress("new TPM in " + tpmState + fmt.Sprintf(": %d tries before a dictionary-attack lockout, one forgiven every %d s", tpmMaxAuthFail, tpmRecoveryTime))
+			if err := provisionTPM(ctx, tpmState, runDir); err != nil {
+				return nil, err
+			}
+		}
 		progress("starting swtpm, state in " + tpmState)
 		if m.tpm, err = startSwtpm(ctx, tpmState, p.tpmSocket); err != nil {
 			return nil, err
