@@ -246,11 +246,22 @@ func (g *guest) factsWithin(timeout time.Duration, script string) map[string]str
 			g.fatal("waiting for the guest's report: %v", err)
 		}
 		if sub[1] == "DONE" {
-			return f
+			break
 		}
 		f[sub[2]] = sub[3]
 	}
+	// A report line that does not stand alone on the console (something
+	// else printed on it first) would read as an empty fact.
+	for _, name := range factNames.FindAllStringSubmatch(script, -1) {
+		if _, ok := f[name[1]]; !ok {
+			g.fatal("the guest's report has no line for %q", name[1])
+		}
+	}
+	return f
 }
+
+// factNames finds the names of the "f NAME COMMAND" lines of a script.
+var factNames = regexp.MustCompile(`(?m)^f ([a-z0-9_]+) `)
 
 // powerOff shuts the guest down from its shell and waits for qemu to exit.
 func (g *guest) powerOff() {
