@@ -220,8 +220,9 @@ f status 'imago boot status --json | tr -d "\n"'
 // cutPowerDuringUpdates starts an update in the guest and kills qemu at a
 // random moment within updateTime, cuts times, each time booting again and
 // checking that the guest comes up in version old or new. Then it lets an
-// update run to its end and checks that version new is installed. It
-// returns the running machine and its shell.
+// update run to its end, checks that version new is installed, cuts the
+// power once more and checks that version new boots. It returns the
+// running machine and its shell.
 func cutPowerDuringUpdates(t *testing.T, m *vm.Machine, g *guest, cfg vm.Config, cuts int, updateTime time.Duration, old, new string) (*vm.Machine, *guest) {
 	t.Helper()
 	for i := 0; i < cuts; i++ {
@@ -245,6 +246,10 @@ f cut_at 'tail -n 1 /var/tmp/imago-update.log'
 		if f["state"] != "running" {
 			t.Errorf("after power cut %d the guest is %q", i+1, f["state"])
 		}
+		if f["cut_at"] == "Version "+new+" installed." && f["version"] != new {
+			// The line reached the disk after the update's last sync.
+			t.Errorf("power cut %d lost a completed update: version %s booted", i+1, f["version"])
+		}
 		if strings.HasPrefix(f["cut_at"], "imago: ") {
 			t.Errorf("the update failed before power cut %d could strike it: %s", i+1, f["cut_at"])
 		}
@@ -263,6 +268,16 @@ f list 'imago update list --offline | tr -s " " | tr "\n" ";"'
 	if !strings.Contains(f["list"], new+" yes") {
 		t.Errorf("version %s is not installed: %s", new, f["list"])
 	}
+	// A completed update survives a power cut right after it: the next
+	// boot starts the new version (its UKI on the FAT ESP is whole).
+	m.Kill()
+	m.Wait()
+	m = boot(t, cfg)
+	g = login(t, m, firstBootTimeout)
+	f = g.facts(bootedScript)
+	t.Logf("power cut right after the update to v%s: booted version %s, state %s", new, f["version"], f["state"])
+	expect(t, f, "version", new)
+	expect(t, f, "state", "running")
 	return m, g
 }
 

@@ -608,16 +608,17 @@ func writeTempFile(ctx context.Context, tp *TransferPlan, tmp string, sync bool,
 	if err := out.Chmod(mode); err != nil {
 		return err
 	}
+	// The times are set before the sync, so that it covers them.
+	mt := time.UnixMicro(int64(tp.fields.MTime))
+	if err := os.Chtimes(tmp, mt, mt); err != nil {
+		return err
+	}
 	if sync {
 		if err := out.Sync(); err != nil {
 			return err
 		}
 	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	mt := time.UnixMicro(int64(tp.fields.MTime))
-	return os.Chtimes(tmp, mt, mt)
+	return out.Close()
 }
 
 // extractTo unpacks a (possibly compressed) tarball into a new directory.
@@ -657,6 +658,19 @@ func syncTree(root string) error {
 	})
 }
 
+// syncPath fsyncs the file or directory at path.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
 // install makes an acquired instance visible: rename to the final name,
 // or one table write giving the slot its label, UUID and flags.
 func (p *Plan) install(tp *TransferPlan, opts UpdateOptions) error {
@@ -683,6 +697,13 @@ func (p *Plan) install(tp *TransferPlan, opts UpdateOptions) error {
 		}
 		tp.temp = ""
 		if sync {
+			// On FAT (the ESP), a file's size and first cluster live in
+			// its directory entry, and a rename writes a new entry without
+			// them until the file itself is written back: syncing only
+			// the directory would leave an empty file after a power cut.
+			if err := syncPath(tp.TargetPath); err != nil {
+				return fmt.Errorf("sysupdate: %s: %w", t.ID, err)
+			}
 			if err := fsutil.SyncDir(filepath.Dir(tp.TargetPath)); err != nil {
 				return fmt.Errorf("sysupdate: %s: %w", t.ID, err)
 			}
@@ -732,6 +753,11 @@ func (p *Plan) updateSymlink(tp *TransferPlan, opts UpdateOptions) error {
 	}
 	if err := symlinkAtomic(linkTo, link); err != nil {
 		return fmt.Errorf("sysupdate: %s: CurrentSymlink=%s: %w", t.ID, t.CurrentSymlink, err)
+	}
+	if !opts.NoSync {
+		if err := fsutil.SyncDir(filepath.Dir(link)); err != nil {
+			return fmt.Errorf("sysupdate: %s: CurrentSymlink=%s: %w", t.ID, t.CurrentSymlink, err)
+		}
 	}
 	return nil
 }
