@@ -213,19 +213,27 @@ f status 'imago boot status --json | tr -d "\n"'
 	// Power cuts at random moments of the update to version 4: every boot
 	// comes up in version 2 or 4, and the next update completes.
 	publishBuild(t, pub, v4)
-	_, g = cutPowerDuringUpdates(t, m, g, cfg, powerCuts(t), updateTime, "2", "4")
+	_, g = cutPowerDuringUpdates(t, m, g, cfg, powerCuts(t), updateTime, "2", "4", nil)
 	g.powerOff()
 }
 
 // cutPowerDuringUpdates starts an update in the guest and kills qemu at a
 // random moment within updateTime, cuts times, each time booting again and
-// checking that the guest comes up in version old or new. Then it lets an
+// checking that the guest comes up in version old or new. When an update
+// completed before its cut and new booted, advance (if not nil) publishes
+// the following version and returns it, and the cuts go on against the
+// update to that one; without advance, the cuts end there. Then it lets an
 // update run to its end, checks that version new is installed, cuts the
 // power once more and checks that version new boots. It returns the
 // running machine and its shell.
-func cutPowerDuringUpdates(t *testing.T, m *vm.Machine, g *guest, cfg vm.Config, cuts int, updateTime time.Duration, old, new string) (*vm.Machine, *guest) {
+func cutPowerDuringUpdates(t *testing.T, m *vm.Machine, g *guest, cfg vm.Config, cuts int, updateTime time.Duration, old, new string, advance func(string) string) (*vm.Machine, *guest) {
 	t.Helper()
+	booted := old
 	for i := 0; i < cuts; i++ {
+		if booted == new {
+			old, new = new, advance(new)
+			t.Logf("version %s runs; the next cuts strike the update to version %s", old, new)
+		}
 		// The cut lands in the download, the vacuum, the writes or the
 		// install step. The update's progress goes to a persistent log,
 		// whose last line after the reboot tells where it was cut.
@@ -253,7 +261,8 @@ f cut_at 'tail -n 1 /var/tmp/imago-update.log'
 		if strings.HasPrefix(f["cut_at"], "imago: ") {
 			t.Errorf("the update failed before power cut %d could strike it: %s", i+1, f["cut_at"])
 		}
-		if f["version"] == new {
+		booted = f["version"]
+		if booted == new && advance == nil {
 			t.Logf("the update had completed before power cut %d; nothing left to cut", i+1)
 			break
 		}
@@ -296,15 +305,27 @@ func TestReferenceImagePowerCutSoak(t *testing.T) {
 	v1 := sharedReference(t)
 	vmtest.RequireMachine(t)
 	v2 := buildVersion(t, "2", "")
-	serveUpdates(t, v2)
+	pub := serveUpdates(t, v2)
 	cfg := updateMachine(t, v1)
 	m := boot(t, cfg)
 	g := login(t, m, firstBootTimeout)
 	f := g.facts(bootedScript)
 	expect(t, f, "version", "1")
+	// An update that completes before its cut is followed by the next
+	// version, built and published then, so that every cut strikes an
+	// update.
+	advance := func(installed string) string {
+		n, err := strconv.Atoi(installed)
+		if err != nil {
+			t.Fatalf("version %q is not a number", installed)
+		}
+		next := strconv.Itoa(n + 1)
+		publishBuild(t, pub, buildVersion(t, next, ""))
+		return next
+	}
 	// Under emulation an update of the reference image takes about two
 	// minutes; the cuts fall within that.
-	_, g = cutPowerDuringUpdates(t, m, g, cfg, cuts, 2*time.Minute, "1", "2")
+	_, g = cutPowerDuringUpdates(t, m, g, cfg, cuts, 2*time.Minute, "1", "2", advance)
 	g.powerOff()
 }
 
