@@ -26,7 +26,7 @@ func TestQemuArgsX86SecureBootTPM(t *testing.T) {
 		serialSock: "/run/serial.sock",
 	}
 	want := []string{
-		"-machine", "q35,smm=on",
+		"-machine", "q35,hpet=off,smm=on",
 		"-global", "driver=cfi.pflash01,property=secure,value=on",
 		"-accel", "tcg,thread=multi,tb-size=256", "-cpu", "max",
 		"-smp", "2", "-m", "1025M",
@@ -58,7 +58,7 @@ func TestQemuArgsKVMInteractiveNoTPM(t *testing.T) {
 		qmpSocket: "/q", consoleLog: "/l",
 	}
 	want := []string{
-		"-machine", "q35",
+		"-machine", "q35,hpet=off",
 		"-accel", "kvm", "-cpu", "host",
 		"-smp", "2", "-m", "1024M",
 		"-nodefaults", "-no-user-config", "-display", "none",
