@@ -11,6 +11,7 @@ import (
 
 	"github.com/imago-os/imago/format/dps"
 	"github.com/imago-os/imago/format/gpt"
+	"github.com/imago-os/imago/internal/testutil"
 	"github.com/imago-os/imago/repart"
 	"github.com/imago-os/imago/repart/content"
 )
@@ -34,24 +35,6 @@ func runOnImage(t *testing.T, path string, size uint64, defs []*repart.Definitio
 	defer disk.Close()
 	return repart.Run(context.Background(), disk, repart.Options{Definitions: defs, Seed: testSeed, Empty: empty, Write: true,
 		Size: size, Content: repart.NewContent(c), Root: root, Device: path, Logf: t.Logf})
-}
-
-func readTableFile(t *testing.T, path string) *gpt.Table {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := gpt.Read(f, fi.Size(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tab
 }
 
 // TestContentCopyBlocksAuto: CopyBlocks=auto copies the booted partition
@@ -83,7 +66,7 @@ func TestContentCopyBlocksAuto(t *testing.T) {
 	if p.UUID != bootedUUID || p.Size != 1540096 {
 		t.Errorf("partition UUID %s size %d, want the booted partition's %s and its size rounded up", p.UUID, p.Size, bootedUUID)
 	}
-	if tab := readTableFile(t, img); dps.UUID(tab.Partitions[0].UniqueGUID) != bootedUUID {
+	if tab := testutil.ReadGPTImage(t, img); dps.UUID(tab.Partitions[0].UniqueGUID) != bootedUUID {
 		t.Errorf("table: %+v", tab.Partitions)
 	}
 	got, err := os.ReadFile(img)
@@ -108,7 +91,7 @@ func TestContentRefusals(t *testing.T) {
 	if _, err := runOnImage(t, img, 32<<20, mustDefs(t, "[Partition]\nType=usr\nSizeMaxBytes=8M\n"), repart.ContentOptions{}, ""); err != nil {
 		t.Fatal(err)
 	}
-	before := readTableFile(t, img)
+	before := testutil.ReadGPTImage(t, img)
 	for _, c := range []struct {
 		name string
 		defs []string
@@ -132,7 +115,7 @@ func TestContentRefusals(t *testing.T) {
 		if errors.Is(err, repart.ErrTPM2Offline) != (c.name == "Encrypt=tpm2") {
 			t.Errorf("%s: errors.Is(ErrTPM2Offline) is wrong for %v", c.name, err)
 		}
-		if after := readTableFile(t, img); len(after.Partitions) != len(before.Partitions) {
+		if after := testutil.ReadGPTImage(t, img); len(after.Partitions) != len(before.Partitions) {
 			t.Errorf("%s: the table changed: %+v", c.name, after.Partitions)
 		}
 	}
